@@ -1,0 +1,43 @@
+# Two commands for a fresh clone: `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+JOBS   ?= 2
+# one torch thread per kernel; progress bars off so executed pages stay clean
+export OMP_NUM_THREADS=1
+export MKL_NUM_THREADS=1
+export DLBOOK_PROGRESS=0
+export PYDEVD_DISABLE_FILE_VALIDATION=1
+
+.PHONY: book test test-fast bench sync clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements.txt
+	touch $@
+
+book: $(VENV)/.installed
+	$(BIN)/python tools/build_book.py --jobs $(JOBS)
+
+NBVAL := -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval-current-env --nbval-cell-timeout=300
+
+# everything CI checks; the book build is a no-op when nothing changed
+test: book
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) tests
+	# (a) each committed notebook runs top to bottom in a fresh kernel, as a reader launches it
+	$(BIN)/python -m pytest $(NBVAL) --nbval-lax chapters/[0-9]*.ipynb
+	# (b) re-executing each published notebook reproduces its text outputs (figures excepted)
+	$(BIN)/python -m pytest $(NBVAL) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		_build/jupyter_execute/chapters/[0-9]*.ipynb
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -m "not slow and not browser" tests
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/build_time.py
+
+sync: $(VENV)/.installed
+	$(BIN)/jupytext --sync chapters/[0-9]*.md
+
+clean:
+	rm -rf _build

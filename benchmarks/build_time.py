@@ -1,0 +1,57 @@
+"""Cold and warm build times of the whole book, and the slowest chapters.
+
+Copies the working tree (without .venv and _build) to a temporary folder, builds it from an
+empty cache (cold), then builds it again unchanged (warm, the no-change rebuild).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build_book  # noqa: E402
+
+BUDGET_S = {"chapter": 90, "chapters/12_inductive_bias.md": 120, "book": 600, "warm": 10}
+
+
+def timed_build(root: Path, jobs: int) -> tuple[float, list[dict]]:
+    t0 = time.perf_counter()
+    stats = build_book.execute_missing(root, jobs=jobs, timeout=300)
+    build_book.write_execution_page(root)
+    build_book.sphinx_build(root, "html")
+    build_book.publish_executed_notebooks(root)
+    return time.perf_counter() - t0, stats
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="dlbook-bench-"))
+    try:
+        shutil.copytree(ROOT, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".venv", "_build", ".git", "__pycache__", "*.egg-info"))
+        cold, stats = timed_build(tmp, args.jobs)
+        warm, again = timed_build(tmp, args.jobs)
+        assert not again, "the warm build re-executed chapters"
+        print("\nchapter                                   cold execution (s)")
+        for s in sorted(stats, key=lambda s: -s["seconds"]):
+            budget = BUDGET_S.get(s["chapter"], BUDGET_S["chapter"])
+            flag = "" if s["seconds"] <= budget else f"  OVER BUDGET ({budget} s)"
+            print(f"{s['chapter']:<42}{s['seconds']:>8.1f}{flag}")
+        print(f"\ncold build (execute {len(stats)} chapters + render): {cold:.1f} s (budget {BUDGET_S['book']} s)")
+        print(f"warm build (no change):                    {warm:.1f} s (budget {BUDGET_S['warm']} s)")
+        print(f"sum of chapter times: {sum(s['seconds'] for s in stats):.1f} s on {args.jobs} parallel kernels")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

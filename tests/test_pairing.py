@@ -1,0 +1,36 @@
+"""Each chapter's .md is paired with a committed .ipynb (what Colab/Binder open): in sync, stable ids, no outputs."""
+
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9]*.md"))
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapters found"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_pair_in_sync(md):
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run `make sync`"
+    a, b = jupytext.read(md), jupytext.read(ipynb)
+    cells_a = [(c.cell_type, c.source) for c in a.cells]
+    cells_b = [(c.cell_type, c.source) for c in b.cells]
+    assert cells_a == cells_b, f"{md.name} and {ipynb.name} differ: run `make sync`"
+    assert a.metadata["kernelspec"]["name"] == b.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_ipynb_has_stable_ids_and_no_outputs(md):
+    import json
+
+    nb = json.loads(md.with_suffix(".ipynb").read_text())
+    ids = [c.get("id") for c in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), "cell ids must exist and be unique"
+    outputs = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    assert not outputs, "commit notebooks without outputs (the site shows the executed ones)"
+    assert "formats" in nb["metadata"].get("jupytext", {}), "notebook must be jupytext-paired"
