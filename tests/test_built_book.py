@@ -46,16 +46,20 @@ def test_execution_page_reports_every_chapter_and_the_environment():
 
 
 def test_published_notebooks_carry_outputs():
-    """The executed .ipynb readers download from a page has the outputs the page shows."""
+    """The executed .ipynb readers download from a page has the outputs the page shows (from the cache)."""
     import json
 
     import build_book
+    from jupyter_cache import get_cache
 
+    cache = get_cache(str(ROOT / build_book.CACHE_SUBDIR))
     for p in build_book.toc_files(ROOT):
         if not build_book.is_notebook(p):
             continue
         dl = ROOT / "_build" / "html" / "_sources" / p.relative_to(ROOT).with_suffix(".ipynb")
         if not dl.exists():
             pytest.skip("the book has not been built")
-        nb = json.loads(dl.read_text())
-        assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), dl
+        published = [c.get("outputs", []) for c in json.loads(dl.read_text())["cells"] if c["cell_type"] == "code"]
+        rec = cache.match_cache_notebook(build_book.read_notebook(p))
+        cached = [c.get("outputs", []) for c in cache.get_cache_bundle(rec.pk).nb.cells if c.cell_type == "code"]
+        assert [len(o) for o in published] == [len(o) for o in cached], dl
