@@ -6,6 +6,8 @@ JOBS   ?= 2
 # one torch thread per kernel; progress bars off so executed pages stay clean
 export OMP_NUM_THREADS=1
 export MKL_NUM_THREADS=1
+export OPENBLAS_NUM_THREADS=1
+export PYTHONHASHSEED=0
 export DLBOOK_PROGRESS=0
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 
