@@ -1,5 +1,6 @@
 """The build machinery cannot lie: failing cells, timeouts and warnings fail it; library edits re-execute."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def make_book(root: Path, body: str, library: str | None = None) -> Path:
     (root / "_config.yml").write_text((ROOT / "_config.yml").read_text().replace(
         "bibtex_bibfiles: [references.bib]", "bibtex_bibfiles: [references.bib]"))
     (root / "references.bib").write_text((ROOT / "references.bib").read_text())
+    for extra in ("_static", "tools"):  # theme assets and the book's local Sphinx extensions
+        if (ROOT / extra).is_dir():
+            shutil.copytree(ROOT / extra, root / extra, dirs_exist_ok=True)
     (root / "intro.md").write_text("# Throwaway\n\nA probe book.\n")
     (root / "_toc.yml").write_text("format: jb-article\nroot: intro\nsections:\n  - file: chapters/probe\n")
     (root / "chapters" / "probe.md").write_text(HEADER + body)

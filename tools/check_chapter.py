@@ -27,7 +27,7 @@ def scaffold(dest: Path, chapters: list[Path]) -> Path:
     for name in SUPPORT:
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, dest / name)
-    for extra in ("_static",):
+    for extra in ("_static", "tools"):  # theme assets and the book's local Sphinx extensions
         if (ROOT / extra).is_dir():
             shutil.copytree(ROOT / extra, dest / extra, dirs_exist_ok=True)
     intro = dest / "intro.md"

@@ -66,7 +66,7 @@ def is_online(host: str = "ossci-datasets.s3.amazonaws.com") -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _reachable(host: str, timeout: float = 3.0) -> bool:
+def _reachable(host: str, timeout: float = 2.0) -> bool:
     # probed once per process: a closed network must not cost a timeout per file
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
