@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import build_book  # noqa: E402
 
 SUPPORT = ["_config.yml", "references.bib", "intro.md", "appendix/bibliography.md", "appendix/glossary.md"]
+BACK_MATTER = ["appendix/execution", "appendix/glossary", "appendix/bibliography"]  # execution.md is generated
 
 
 def scaffold(dest: Path, chapters: list[Path]) -> Path:
@@ -36,7 +37,7 @@ def scaffold(dest: Path, chapters: list[Path]) -> Path:
     for ch in chapters:
         shutil.copy(ch, dest / "chapters" / ch.name)
         entries.append(f"  - file: chapters/{ch.stem}")
-    back = [f"  - file: {n[:-3]}" for n in SUPPORT[3:] if (dest / n).exists()]
+    back = [f"  - file: {n}" for n in BACK_MATTER if n == "appendix/execution" or (dest / f"{n}.md").exists()]
     (dest / "_toc.yml").write_text("format: jb-article\nroot: intro\nsections:\n" + "\n".join(entries + back) + "\n")
     return dest
 
