@@ -32,8 +32,7 @@ kernelspec:
 def make_book(root: Path, body: str, library: str | None = None) -> Path:
     """A throwaway book with one chapter (and optionally a library module under src/)."""
     (root / "chapters").mkdir(parents=True, exist_ok=True)
-    (root / "_config.yml").write_text((ROOT / "_config.yml").read_text().replace(
-        "bibtex_bibfiles: [references.bib]", "bibtex_bibfiles: [references.bib]"))
+    (root / "_config.yml").write_text((ROOT / "_config.yml").read_text())
     (root / "references.bib").write_text((ROOT / "references.bib").read_text())
     for extra in ("_static", "tools"):  # theme assets and the book's local Sphinx extensions
         if (ROOT / extra).is_dir():
