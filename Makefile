@@ -25,6 +25,7 @@ NBVAL := -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval-current-env --nb
 
 # everything CI checks; the book build is a no-op when nothing changed
 test: book
+	bash tools/install_browser.sh
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) tests
 	# (a) each committed notebook runs top to bottom in a fresh kernel, as a reader launches it
 	$(BIN)/python -m pytest $(NBVAL) --nbval-lax chapters/[0-9]*.ipynb

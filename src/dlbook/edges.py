@@ -1,0 +1,173 @@
+"""Synthetic edge images for the inductive-bias lab: horizontal, vertical, diagonal stripes or none."""
+
+from __future__ import annotations
+
+import torch
+
+CLASSES = ("none", "horizontal", "vertical", "diagonal", "antidiagonal")
+LOCATIONS = ("any", "first_half", "second_half")
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f", {high}"
+        raise ValueError(f"{name} must be in [{low}{upper}], got {value}")
+    return value
+
+
+def _uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Integers uniform in [low, high] elementwise (low, high int tensors of one shape)."""
+    u = torch.rand(low.shape, generator=generator)
+    return low + torch.floor(u * (high - low + 1)).long().clamp(max=(high - low))
+
+
+def offset_range(kind: str, width: int, *, size: int, location: str) -> tuple[int, int]:
+    """Smallest and largest offset (inclusive) of a stripe of `width` of class `kind` for `location`.
+
+    Horizontal/vertical: the first row/column, chosen so the whole stripe lies inside the image.
+    Diagonals: d in the band d <= i - j < d + width (i + j - (size - 1) for the antidiagonal),
+    with |d| <= size // 2 so the band crosses at least size // 2 pixels.
+    """
+    if kind in ("horizontal", "vertical"):
+        # offset = first row (column) of the stripe; the whole stripe fits, so it is never clipped away
+        lo, hi = 0, size - width
+        half = size // 2
+        if location == "first_half":
+            lo, hi = 0, half - width
+        elif location == "second_half":
+            lo, hi = half, size - width
+        return lo, hi
+    lo, hi = -(size // 2), size // 2 - width
+    if location == "first_half":
+        hi = -width
+    elif location == "second_half":
+        lo = 0
+    return lo, hi
+
+
+def count_patterns(*, n_classes: int = 3, size: int = 28, widths: tuple[int, int] = (1, 5), location: str = "any") -> int:
+    """Number of distinct (class, width, offset) stripe geometries the generator can draw."""
+    _check_int("n_classes", n_classes, 2, len(CLASSES))
+    total = 1  # "none" is one geometry
+    for kind in CLASSES[1:n_classes]:
+        for w in range(widths[0], widths[1] + 1):
+            lo, hi = offset_range(kind, w, size=size, location=location)
+            total += max(0, hi - lo + 1)
+    return total
+
+
+def _stripe_masks(kind: str, width: torch.Tensor, offset: torch.Tensor, size: int) -> torch.Tensor:
+    """Boolean masks (N, size, size) of stripes with per-image width and offset (N,)."""
+    i = torch.arange(size).view(1, size, 1)
+    j = torch.arange(size).view(1, 1, size)
+    w, d = width.view(-1, 1, 1), offset.view(-1, 1, 1)
+    if kind == "horizontal":
+        coord = i.expand(1, size, size)
+    elif kind == "vertical":
+        coord = j.expand(1, size, size)
+    elif kind == "diagonal":
+        coord = i - j
+    else:  # antidiagonal
+        coord = i + j - (size - 1)
+    return (coord >= d) & (coord < d + w)
+
+
+def edge_images(n_per_class: int, *, generator: torch.Generator, n_classes: int = 3, size: int = 28,
+                widths: tuple[int, int] = (1, 5), location: str = "any", min_contrast: float = 0.2,
+                noise: float = 0.0, return_info: bool = False):
+    """Images x (N, 1, size, size) in [0, 1] and labels y (N,), N = n_classes * n_per_class, shuffled.
+
+    Class c is CLASSES[c]. A stripe has a width drawn from `widths` (inclusive), a uniform offset
+    that keeps it fully inside the image (`location` restricts it to the first or second half),
+    a uniform background and a stripe intensity at least `min_contrast` away from it; optional
+    Gaussian pixel noise of standard deviation `noise`. With `return_info` a dict of per-image
+    tensors (width, offset, background, intensity) comes third (width = offset = 0 for "none").
+    """
+    _check_int("n_per_class", n_per_class, 1)
+    _check_int("n_classes", n_classes, 2, len(CLASSES))
+    _check_int("size", size, 8)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if location not in LOCATIONS:
+        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}")
+    if (not isinstance(widths, tuple) or len(widths) != 2
+            or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths)
+            or not 1 <= widths[0] <= widths[1] <= size // 4):
+        raise ValueError(f"widths must be a tuple (low, high) of ints with 1 <= low <= high <= {size // 4}, got {widths!r}")
+    if not 0.0 < min_contrast <= 0.5:
+        raise ValueError(f"min_contrast must be in (0, 0.5], got {min_contrast}")
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be in [0, 1], got {noise}")
+    n = n_classes * n_per_class
+    y = torch.arange(n_classes).repeat_interleave(n_per_class)
+    width = _uniform_int(torch.full((n,), widths[0]), torch.full((n,), widths[1]), generator)
+    lo_hi = {k: [offset_range(k, w, size=size, location=location) for w in range(widths[0], widths[1] + 1)]
+             for k in CLASSES[1:n_classes]}
+    lo, hi = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+    for c, kind in enumerate(CLASSES[1:n_classes], start=1):
+        sel = y == c
+        lo[sel] = torch.tensor([lo_hi[kind][w - widths[0]][0] for w in width[sel].tolist()], dtype=torch.long)
+        hi[sel] = torch.tensor([lo_hi[kind][w - widths[0]][1] for w in width[sel].tolist()], dtype=torch.long)
+    if bool((hi < lo).any()):
+        raise ValueError(f"widths {widths!r} do not fit in half of a {size}-pixel image for location={location!r}")
+    offset = _uniform_int(lo, hi, generator)
+    background = torch.rand(n, generator=generator)
+    # stripe intensity uniform on [0, b - c] U [b + c, 1]: never closer than min_contrast to the background
+    below = (background - min_contrast).clamp(min=0)
+    above = (1 - background - min_contrast).clamp(min=0)
+    u = torch.rand(n, generator=generator) * (below + above)
+    intensity = torch.where(u < below, u, background + min_contrast + (u - below))
+    x = background.view(n, 1, 1).expand(n, size, size).clone()
+    for c, kind in enumerate(CLASSES[1:n_classes], start=1):
+        sel = y == c
+        mask = _stripe_masks(kind, width[sel], offset[sel], size)
+        x[sel] = torch.where(mask, intensity[sel].view(-1, 1, 1), x[sel])
+    if noise > 0:
+        x = (x + noise * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    order = torch.randperm(n, generator=generator)
+    width = torch.where(y == 0, 0, width)
+    offset = torch.where(y == 0, 0, offset)
+    x, y = x[order].unsqueeze(1).float(), y[order]
+    if not return_info:
+        return x, y
+    info = {"width": width[order], "offset": offset[order], "background": background[order], "intensity": intensity[order]}
+    return x, y, info
+
+
+def pixel_permutation(size: int = 28, *, generator: torch.Generator) -> torch.Tensor:
+    """A fixed random permutation (size*size,) of pixel indices."""
+    _check_int("size", size, 1)
+    return torch.randperm(size * size, generator=generator)
+
+
+def permute_pixels(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Images (..., H, W) with their H*W pixels reordered by `perm` (H*W,)."""
+    h, w = x.shape[-2:]
+    if perm.shape != (h * w,):
+        raise ValueError(f"perm must have shape ({h * w},) for {h}x{w} images, got {tuple(perm.shape)}")
+    return x.flatten(-2)[..., perm.to(x.device)].reshape(x.shape)
+
+
+def edge_split(n_per_class: int, *, seed: int, n_val_per_class: int = 100, train_location: str = "any",
+               val_location: str = "any", perm: torch.Tensor | None = None, return_info: bool = False, **kwargs):
+    """Training then validation images from one seeded stream: (x, y, x_val, y_val) [+ (info, info_val)].
+
+    `train_location` / `val_location` give a domain shift; `perm` (H*W,) scrambles the pixels of both;
+    other keyword arguments go to edge_images.
+    """
+    from .runtime import torch_generator
+
+    g = torch_generator(seed)
+    x, y, info = edge_images(n_per_class, generator=g, location=train_location, return_info=True, **kwargs)
+    xv, yv, info_v = edge_images(n_val_per_class, generator=g, location=val_location, return_info=True, **kwargs)
+    if perm is not None:
+        x, xv = permute_pixels(x, perm), permute_pixels(xv, perm)
+    return (x, y, xv, yv, info, info_v) if return_info else (x, y, xv, yv)
+
+
+def seen_geometry(y: torch.Tensor, info: dict, y_val: torch.Tensor, info_val: dict) -> torch.Tensor:
+    """Bool (M,): does validation image m have a (class, width, offset) that some training image has?"""
+    keys = {(int(c), int(w), int(d)) for c, w, d in zip(y, info["width"], info["offset"])}
+    return torch.tensor([(int(c), int(w), int(d)) in keys for c, w, d in zip(y_val, info_val["width"], info_val["offset"])])

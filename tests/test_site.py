@@ -1,0 +1,409 @@
+"""The built site (_build/html) as a reader sees it, in headless Debian Chromium with the network blocked.
+
+`make test` builds the book first; after a build, run these alone with
+`.venv/bin/python -m pytest tests/test_site.py`. The site is served on 127.0.0.1 by a thread in
+the test process and the browser cannot resolve any other host, so a page that needs the network
+shows up as a failed request or a console error. Chromium and chromedriver come from Debian
+(tools/install_browser.sh installs them when missing).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import html
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+from conftest import BOOK_ROOT, REPO, load_book_config
+
+pytestmark = pytest.mark.browser
+
+SITE = BOOK_ROOT / "_build" / "html"
+SCREENSHOTS = BOOK_ROOT / "_build" / "screenshots"
+HOST = "127.0.0.1"
+CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {HOST}", "--window-size=1280,900",
+               "--disable-dev-shm-usage"]
+# raw TeX that MathJax should have replaced (outside code blocks)
+RAW_TEX = re.compile(r"\\frac|\\begin\{|\\\(|\\\[|\$\$")
+
+
+def site_pages() -> list[str]:
+    """Every page of the site (not the theme's or Sphinx's support files), relative to SITE."""
+    if not SITE.is_dir():
+        return []
+    return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
+                  if not any(part.startswith("_") for part in p.relative_to(SITE).parts))
+
+
+PAGES = site_pages()
+CHAPTER_PAGES = [p for p in PAGES if re.fullmatch(r"chapters/\d+[^/]*\.html", p)]
+
+
+# --- static parsing -----------------------------------------------------------------------
+
+class PageParser(HTMLParser):
+    """Collects the URLs a page references and the ids it defines."""
+
+    RESOURCE = {("img", "src"), ("script", "src"), ("iframe", "src"), ("source", "src"),
+                ("video", "src"), ("audio", "src"), ("embed", "src"), ("link", "href")}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []  # (kind, url): kind "a" or "resource"
+        self.ids: set[str] = set()
+        self.anchors: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name") if tag == "a" else ("id",):
+            if a.get(key):
+                self.ids.add(a[key])
+        if tag == "a" and a.get("href") is not None:
+            self.links.append(("a", a["href"]))
+            self.anchors.append(a)
+        for t, attr in self.RESOURCE:
+            if tag == t and a.get(attr):
+                if tag == "link" and "canonical" in (a.get("rel") or ""):
+                    continue
+                self.links.append(("resource", a[attr]))
+
+
+@functools.lru_cache(maxsize=None)
+def parse(path: Path) -> PageParser:
+    p = PageParser()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def test_site_is_built():
+    assert (SITE / "intro.html").is_file(), f"no built site at {SITE}: run `make book` first"
+    assert CHAPTER_PAGES, "the site has no chapter pages"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_internal_links_and_images_resolve(page):
+    """Every relative link, image, script and stylesheet exists; every #fragment exists in its target."""
+    src = SITE / page
+    broken = []
+    for kind, url in parse(src).links:
+        u = urlparse(url)
+        if url.startswith("//") or u.scheme in ("http", "https"):
+            if kind == "resource":  # loaded with the page, not a link the reader may click
+                broken.append(f"off-site resource {url}")
+            continue
+        if u.scheme:  # mailto:, data:, javascript:
+            continue
+        target = src if not u.path else (src.parent / unquote(u.path)).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file() or SITE.resolve() not in target.resolve().parents:
+            broken.append(f"{url} (no file {target})")
+            continue
+        if u.fragment and target.suffix == ".html" and unquote(u.fragment) not in parse(target).ids:
+            broken.append(f"{url} (no id #{unquote(u.fragment)} in {target.relative_to(SITE)})")
+    assert not broken, f"{page}: " + "; ".join(broken)
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_launch_buttons_open_the_committed_notebook(page):
+    """Binder and Colab links point at repository.url/branch and at this chapter's paired .ipynb."""
+    cfg = load_book_config()
+    repo_url, branch = cfg["repository"]["url"].rstrip("/"), cfg["repository"]["branch"]
+    org_repo = urlparse(repo_url).path.strip("/")
+    launch = cfg["launch_buttons"]
+    hrefs = [h for k, h in parse(SITE / page).links if k == "a"]
+    expected = page.removesuffix(".html") + ".ipynb"
+    binder = [h for h in hrefs if h.startswith(launch["binderhub_url"].rstrip("/") + "/")]
+    colab = [h for h in hrefs if h.startswith(launch["colab_url"].rstrip("/") + "/")]
+    assert len(binder) == 1 and len(colab) == 1, f"{page}: expected one Binder and one Colab link"
+    m = re.fullmatch(r"https://[^/]+/v2/gh/(.+)/([^/?]+)\?urlpath=(?:lab/)?tree/(.+)", binder[0])
+    assert m and m.group(1) == org_repo and m.group(2) == branch, binder[0]
+    assert m.group(3) == expected, f"Binder opens {m.group(3)}, not {expected}"
+    assert colab[0].endswith(f"/github/{org_repo}/blob/{branch}/{expected}"), colab[0]
+    notebook = BOOK_ROOT / expected
+    assert notebook.is_file(), f"{expected} (opened by the launch buttons) is not in the repository"
+    if shutil.which("git") and (BOOK_ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", expected], cwd=BOOK_ROOT).returncode == 0
+        assert not ignored, f"{expected} is git-ignored, so it would not be committed"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_chapter_offers_source_and_executed_notebook_downloads(page):
+    stem = page.removesuffix(".html")
+    hrefs = {urljoin(page, h) for k, h in parse(SITE / page).links if k == "a"}
+    for suffix in (".md", ".ipynb"):
+        target = f"_sources/{stem}{suffix}"
+        assert target in hrefs, f"{page}: no download link to {target}"
+        assert (SITE / target).is_file()
+    nb = json.loads((SITE / f"_sources/{stem}.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c.get("execution_count") for c in code), "the downloadable notebook is not the executed one"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_numbered_equations_and_figures(page):
+    """Labelled equations carry a number; every numbered figure has a caption number (numfig)."""
+    text = (SITE / page).read_text()
+    for m in re.finditer(r'<div class="math[^"]*" id="(equation-[^"]+)">(.*?)</div>', text, re.S):
+        assert 'class="eqno"' in m.group(2), f"{page}: {m.group(1)} has no equation number"
+    for m in re.finditer(r'<figure class="[^"]*" id="([^"]+)">(.*?)</figure>', text, re.S):
+        if "<figcaption" in m.group(2):
+            assert 'class="caption-number"' in m.group(2), f"{page}: figure {m.group(1)} is not numbered"
+
+
+def test_bibliography_lists_the_cited_works():
+    text = (SITE / "appendix" / "bibliography.html").read_text()
+    entries = re.findall(r'<div class="citation" id="[^"]+" role="doc-biblioentry">', text)
+    assert entries, "the bibliography page lists no work"
+    # the works the book rests on (cited by the chapters and the glossary)
+    for author in ("Srivastava", "Krizhevsky", "Kaiming He", "Zhang", "Loshchilov", "Battaglia", "Russakovsky"):
+        assert author in text, f"the bibliography does not list {author}"
+
+
+def test_glossary_page_defines_terms():
+    page = SITE / "appendix" / "glossary.html"
+    assert page.is_file(), "appendix/glossary is not in the site (add it to _toc.yml)"
+    terms = re.findall(r'<dt id="term-[^"]+"', page.read_text())
+    assert len(terms) >= 20, f"only {len(terms)} glossary terms"
+
+
+def test_figures_are_opaque_for_dark_mode():
+    """Figures keep their white background in the theme's dark mode: no transparent PNG pixels."""
+    from PIL import Image
+
+    transparent = []
+    for png in sorted((SITE / "_images").glob("*.png")):
+        with Image.open(png) as im:
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+                    transparent.append(png.name)
+    assert not transparent, f"figures with transparent pixels (unreadable in dark mode): {transparent}"
+
+
+# --- in the browser -----------------------------------------------------------------------
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    """Serve SITE on 127.0.0.1 from a thread; the base URL ends with a slash."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), functools.partial(QuietHandler, directory=str(SITE)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def ensure_chromium() -> tuple[str, str]:
+    """Paths of Debian's chromium and chromedriver, installing them once if missing (xdist-safe)."""
+    def found():
+        return shutil.which("chromium"), shutil.which("chromedriver")
+
+    if not all(found()):
+        with open("/tmp/dlbook-install-browser.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not all(found()):
+                r = subprocess.run(["bash", str(REPO / "tools" / "install_browser.sh")],
+                                   capture_output=True, text=True)
+                assert r.returncode == 0, f"tools/install_browser.sh failed:\n{r.stdout}\n{r.stderr}"
+    chromium, driver = found()
+    assert chromium and driver, "chromium and chromedriver are needed: run tools/install_browser.sh"
+    return chromium, driver
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+WAIT_FOR_PAGE = """
+const done = arguments[arguments.length - 1];
+const images = () => Promise.all([...document.images].map(img => {
+  img.loading = "eager";
+  return img.complete ? null : new Promise(r => { img.onload = img.onerror = r; });
+}));
+const math = () => (window.MathJax && MathJax.startup && MathJax.startup.promise)
+  ? MathJax.startup.promise : Promise.resolve();
+images().then(math).then(() => done(true), e => done(String(e)));
+"""
+
+PAGE_STATE = """
+const skip = "pre, code, script, style, textarea, mjx-container, .highlight";
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+let text = "";
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement;
+  if (el && !el.closest(skip)) text += walker.currentNode.textContent + " ";
+}
+const math = [...document.querySelectorAll(".math")];
+return {
+  text: text,
+  math: math.length,
+  untypeset: math.filter(e => !e.querySelector("mjx-container")).map(e => e.textContent.slice(0, 80)),
+  mathErrors: [...document.querySelectorAll("mjx-merror")].map(e => e.getAttribute("data-mjx-error")),
+  brokenImages: [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
+};
+"""
+
+
+def load(driver, url: str) -> dict:
+    """Open url, wait for images and MathJax; return console errors, off-site requests, page state."""
+    driver.get_log("browser"), driver.get_log("performance")  # drop what earlier pages left
+    driver.get(url)
+    assert driver.execute_async_script(WAIT_FOR_PAGE) is True
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    offsite = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            req = urlparse(msg["params"]["request"]["url"])
+            if req.scheme not in ("data", "blob", "about") and req.hostname != HOST:
+                offsite.append(req.geturl())
+    return {"errors": errors, "offsite": offsite, **driver.execute_script(PAGE_STATE)}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_browser(page, browser, site_url):
+    """No console error, nothing fetched off-site, every image loaded, all math typeset by MathJax."""
+    state = load(browser, site_url + page)
+    assert not state["errors"], f"{page}: console errors {state['errors']}"
+    assert not state["offsite"], f"{page}: off-site requests {state['offsite']}"
+    assert not state["brokenImages"], f"{page}: images that did not load {state['brokenImages']}"
+    assert not state["untypeset"], f"{page}: math MathJax did not typeset {state['untypeset']}"
+    assert not state["mathErrors"], f"{page}: MathJax errors {state['mathErrors']}"
+    raw = RAW_TEX.findall(state["text"])
+    assert not raw, f"{page}: raw TeX left in the page text: {sorted(set(raw))}"
+    if 'class="math' in (SITE / page).read_text():
+        assert state["math"] > 0 and browser.find_elements("css selector", "mjx-container")
+
+
+def search_index() -> dict:
+    text = (SITE / "searchindex.js").read_text()
+    return json.loads(text[text.index("(") + 1:text.rindex(")")])
+
+
+def search_words(page: str) -> list[str]:
+    """Two words a reader might search for: the longest of the chapter's title, and the word of its
+    body text that the fewest other pages contain (ties: the more frequent in the chapter)."""
+    text = (SITE / page).read_text()
+    title = html.unescape(re.search(r"<title>(.*?)</title>", text, re.S).group(1)).split(" \u2014 ")[0]
+    title_word = max(re.findall(r"[A-Za-z]{4,}", title), key=len)
+    import snowballstemmer  # what Sphinx's English search index uses
+
+    stem = snowballstemmer.stemmer("porter").stemWord
+    index = search_index()
+    doc = index["docnames"].index(page.removesuffix(".html"))
+    main = re.search(r'<main[^>]*>(.*)</main>', text, re.S).group(1)
+    main = re.sub(r"<(pre|script|style)\b.*?</\1>", " ", main, flags=re.S)
+    words = re.findall(r"[a-z]{6,}", html.unescape(re.sub(r"<[^>]+>", " ", main)).lower())
+    candidates = []
+    for w in set(words) - {title_word.lower()}:
+        docs = index["terms"].get(stem(w))
+        docs = [docs] if isinstance(docs, int) else (docs or [])
+        if doc in docs:
+            candidates.append((len(docs), -words.count(w), w))
+    return [title_word] + [min(candidates)[2]] if candidates else [title_word]
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_search_finds_the_chapter(page, browser, site_url):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for word in search_words(page):
+        browser.get(f"{site_url}search.html?q={word}")
+        WebDriverWait(browser, 20).until(
+            lambda d: d.execute_script("const s = document.querySelector('#search-results .search-summary');"
+                                       "return s && s.textContent.trim().length > 0;"))
+        hits = browser.execute_script(
+            "return [...document.querySelectorAll('#search-results ul.search li a')].map(a => a.href);")
+        assert any(urlparse(h).path.endswith("/" + page) for h in hits), (
+            f"searching {word!r} did not return {page}: {hits}")
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_exercises_have_collapsed_solutions(page, browser, site_url):
+    """Every chapter ends with exercises; each solution is hidden until the reader opens it."""
+    from selenium.webdriver.common.by import By
+
+    load(browser, site_url + page)
+    exercises = browser.find_elements(By.CSS_SELECTOR, "div.exercise")
+    solutions = browser.find_elements(By.CSS_SELECTOR, "div.solution")
+    assert exercises, f"{page} has no exercise"
+    assert solutions, f"{page} has no solution"
+    for sol in solutions:
+        body = [e for e in sol.find_elements(By.XPATH, "./*") if "admonition-title" not in e.get_attribute("class")]
+        assert "toggle-hidden" in sol.get_attribute("class") or not any(e.is_displayed() for e in body), (
+            f"{page}: solution {sol.get_attribute('id')} is not collapsed")
+    first = solutions[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", first)
+    first.find_element(By.CSS_SELECTOR, "button.toggle-button").click()
+    browser.implicitly_wait(0)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 5).until(lambda d: "toggle-hidden" not in first.get_attribute("class"))
+
+
+def pick_equation_page() -> str:
+    """The first chapter with a numbered equation (else with any math; else any page with math)."""
+    for pattern in ('class="eqno"', 'class="math'):
+        for page in CHAPTER_PAGES + PAGES:
+            if pattern in (SITE / page).read_text():
+                return page
+    pytest.fail("no page of the site contains math")
+
+
+def test_screenshots(browser, site_url):
+    """Home page, a chapter with a typeset equation (light and dark mode) under _build/screenshots/."""
+    from selenium.webdriver.common.by import By
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    load(browser, site_url + "intro.html")
+    assert browser.save_screenshot(str(SCREENSHOTS / "home.png"))
+
+    page = pick_equation_page()
+    name = Path(page).stem
+    for mode in ("light", "dark"):
+        browser.get(site_url + "intro.html")
+        browser.execute_script(f"localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}');")
+        state = load(browser, site_url + page)
+        assert not state["errors"], state["errors"]
+        assert browser.execute_script("return document.documentElement.dataset.theme") == mode
+        eq = (browser.find_elements(By.CSS_SELECTOR, "div.math mjx-container")  # a numbered display equation
+              or browser.find_elements(By.CSS_SELECTOR, ".math mjx-container"))
+        assert eq, f"{page}: no typeset equation to show"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", eq[0])
+        suffix = "" if mode == "light" else "-dark"
+        assert browser.save_screenshot(str(SCREENSHOTS / f"{name}{suffix}.png"))
+        figures = browser.find_elements(By.CSS_SELECTOR, ".cell_output img, figure img")
+        if mode == "dark" and figures:  # figures keep a white background in dark mode
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", figures[0])
+            assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-dark-figure.png"))
+    browser.execute_script("localStorage.clear();")
