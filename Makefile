@@ -21,12 +21,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: $(VENV)/.installed
 	$(BIN)/python tools/build_book.py --jobs $(JOBS)
 
-NBVAL := -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval-current-env --nbval-cell-timeout=300
+NBVAL := -n $(JOBS) --dist loadfile --nbval-current-env --nbval-cell-timeout=300
 
 # everything CI checks; the book build is a no-op when nothing changed
 test: book
 	bash tools/install_browser.sh
-	$(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) tests
+	$(BIN)/python -m pytest -n $(JOBS) tests
 	# (a) each committed notebook runs top to bottom in a fresh kernel, as a reader launches it
 	$(BIN)/python -m pytest $(NBVAL) --nbval-lax chapters/[0-9]*.ipynb
 	# (b) re-executing each published notebook reproduces its text outputs (figures excepted)
@@ -34,7 +34,7 @@ test: book
 		_build/jupyter_execute/chapters/[0-9]*.ipynb
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -m "not slow and not browser" tests
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow and not browser" tests
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/build_time.py

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dlbook-bench-"))
     try:
         shutil.copytree(ROOT, tmp, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".venv", "_build", ".git", "__pycache__", "*.egg-info"))
+                        ignore=shutil.ignore_patterns(".venv", "_build", ".git", "__pycache__", "*.egg-info", ".pytest_cache"))
         cold, stats = timed_build(tmp, args.jobs)
         warm, again = timed_build(tmp, args.jobs)
         assert not again, "the warm build re-executed chapters"
