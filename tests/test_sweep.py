@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dlbook.edge_models import (cnn_parameter_formula, edge_kernels, global_max_conv, make_cnn, make_mlp,
-                                mlp_parameter_formula, parameter_count)
+                                mlp_parameter_formula, parameter_count, stacked_global_max_conv)
 from dlbook.edges import edge_images
 from dlbook.runtime import torch_generator
 from dlbook.sweep import SweepConfig, batch_indices, seed_sweep, stacked_logits, train_looped, train_vectorized
@@ -135,3 +135,48 @@ def test_edge_kernels_are_zero_sum_with_unit_step_response():
         make_cnn(seed=0, edge_init=True)
     with pytest.raises(ValueError, match="pool"):
         make_cnn(seed=0, pool="min")
+
+
+@pytest.mark.parametrize("kind", ["cnn_max", "cnn_avg", "mlp"])
+def test_stacked_forward_matches_each_model(kind):
+    make = {"cnn_max": lambda s: make_cnn(seed=s), "cnn_avg": lambda s: make_cnn(seed=s, pool="avg"),
+            "mlp": lambda s: make_mlp(seed=s, hidden=16)}[kind]
+    models = [make(s).double() for s in (0, 1, 2)]
+    x, _ = _data(3, 4, dtype=torch.float64)
+    params = {name: torch.stack([dict(m.named_parameters())[name] for m in models]) for name, _ in models[0].named_parameters()}
+    out = models[0].stacked_forward(params, x)
+    assert out.shape == (3, 12, 3)
+    assert all(torch.allclose(out[i], m(x[i]), atol=1e-12) for i, m in enumerate(models))
+
+
+def test_stacked_global_max_conv_takes_the_same_winner_on_ties():
+    g = torch_generator(1)
+    x = torch.zeros(2, 3, 1, 10, 10, dtype=torch.float64)  # flat images: every position ties
+    x[0, 1, 0, 4:6, :] = 1.0  # a stripe: ties along its rows
+    x[1, 2] = torch.rand(1, 10, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(2, 4, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    out = stacked_global_max_conv(x, w, b)
+    ref = torch.stack([global_max_conv(x[i], w[i], b[i]) for i in range(2)])
+    assert torch.equal(out, ref)
+    up = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    ga = torch.autograd.grad((ref * up).sum(), (w, b))
+    gb = torch.autograd.grad((out * up).sum(), (w, b))
+    assert all(torch.allclose(p, q, atol=1e-12) for p, q in zip(ga, gb))
+
+
+def test_vmap_fallback_for_models_without_stacked_forward():
+    seeds = [0, 1]
+
+    def make(s):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3)).double()
+
+    models = [make(s) for s in seeds]
+    twins = copy.deepcopy(models)
+    x, y = _data(2, 4, dtype=torch.float64)
+    cfg = SweepConfig(steps=6, batch_size=5, lr=0.01)
+    train_vectorized(models, x, y, cfg=cfg, seeds=seeds, device=CPU)
+    train_looped(twins, x, y, cfg=cfg, seeds=seeds, device=CPU)
+    assert _max_param_diff(models, twins) < 1e-10

@@ -1,4 +1,4 @@
-"""Train many small models of one architecture at once (vmap over stacked parameters), and the plain loop it must match."""
+"""Train many small models of one architecture at once on stacked parameters, and the plain loop it must match."""
 
 from __future__ import annotations
 
@@ -71,11 +71,17 @@ def _check(models, x, y, seeds, x_val, y_val):
         raise ValueError("x_val (K, M, ...) and y_val (K, M) must both be given, with K = number of models")
 
 
+def stacked_forward(base):
+    """(params, buffers, x (K, B, ...)) -> logits (K, B, C): the model class's own stacked_forward if it has one, else vmap."""
+    if hasattr(base, "stacked_forward"):
+        return lambda p, b, xb: base.stacked_forward(p, xb)
+    return vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
+
+
 def stacked_logits(models, x: torch.Tensor, *, device, chunk: int = 2048) -> torch.Tensor:
     """Logits (K, M, C) of K same-shaped models on their own inputs x (K, M, ...), one vectorized call per chunk."""
     params, buffers = stack_module_state([m.to(device) for m in models])
-    base = copy.deepcopy(models[0]).to("meta")
-    fwd = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
+    fwd = stacked_forward(copy.deepcopy(models[0]).to("meta"))
     with torch.no_grad():
         return torch.cat([fwd(params, buffers, x[:, i:i + chunk].to(device)) for i in range(0, x.shape[1], chunk)], dim=1)
 
@@ -94,14 +100,8 @@ def train_vectorized(models, x, y, *, cfg: SweepConfig, seeds, device, x_val=Non
     models = [m.to(device) for m in models]
     stacked, buffers = stack_module_state(models)
     params = {name: p.detach().clone().requires_grad_(name not in frozen) for name, p in stacked.items()}
-    base = copy.deepcopy(models[0]).to("meta")
     opt = _optimizer([p for name, p in params.items() if name not in frozen], cfg)
-
-    def loss_one(p, b, xb, yb):
-        return F.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
-
-    loss_all = vmap(loss_one)
-    fwd = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
+    fwd = stacked_forward(copy.deepcopy(models[0]).to("meta"))
     orders = [batch_indices(n, steps=cfg.steps, batch_size=cfg.batch_size, generator=torch_generator(s)) for s in seeds]
     rows = torch.arange(k, device=device).unsqueeze(1)
     x, y = x.to(device), y.to(device)
@@ -111,7 +111,9 @@ def train_vectorized(models, x, y, *, cfg: SweepConfig, seeds, device, x_val=Non
     for step in range(1, cfg.steps + 1):
         idx = torch.stack([o[step - 1] for o in orders]).to(device)
         # every model's loss depends only on its own slice of params, so the sum separates their gradients
-        loss = loss_all(params, buffers, x[rows, idx], y[rows, idx]).sum()
+        yb = y[rows, idx]
+        loss = F.cross_entropy(fwd(params, buffers, x[rows, idx]).flatten(0, 1), yb.flatten(), reduction="none")
+        loss = loss.view(yb.shape).mean(1).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
