@@ -10,6 +10,8 @@ export OPENBLAS_NUM_THREADS=1
 export PYTHONHASHSEED=0
 export DLBOOK_PROGRESS=0
 export PYDEVD_DISABLE_FILE_VALIDATION=1
+# the library of this checkout wins over any installed copy (worktrees share one .venv)
+export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: book test test-fast bench sync clean
 
