@@ -1,13 +1,19 @@
-"""Device choice, seeded generators and a report of the environment a chapter ran in."""
+"""Device choice, seeded generators, seeded model construction and a report of the environment.
+
+Core module; every chapter uses it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 
 import numpy as np
 import torch
+
+from . import checks
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -23,24 +29,34 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-    return int(seed)
-
-
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A fresh `torch.Generator` on `device`, seeded with `seed` (no global state touched)."""
     g = torch.Generator(device=device)
-    g.manual_seed(_check_seed(seed))
+    g.manual_seed(checks.seed(seed))
     return g
 
 
 def numpy_rng(seed: int) -> np.random.Generator:
     """A fresh numpy `Generator` seeded with `seed`."""
-    return np.random.default_rng(_check_seed(seed))
+    return np.random.default_rng(checks.seed(seed))
+
+
+@contextlib.contextmanager
+def global_seed(seed: int, device: torch.device | str = "cpu"):
+    """Seed torch's global generators (CPU, and `device` if CUDA) inside a fork: the caller's state is untouched.
+
+    For what draws from the global generator only: nn.Dropout masks and torch's default initialisation.
+    """
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(checks.seed(seed))
+        yield
+
+
+def seeded(build, *, seed: int):
+    """build() with torch's default initialisation drawn from `seed`, on the CPU (same weights on any device)."""
+    with global_seed(seed):
+        return build()
 
 
 def progress_enabled() -> bool:

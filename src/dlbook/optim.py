@@ -1,0 +1,129 @@
+"""One optimizer constructor (SGD, momentum, Nesterov, Adam, AdamW) and learning-rate schedules.
+
+Core module. Weight decay is either an L2 term in the loss (`decoupled=False`: torch's
+`weight_decay` argument adds wd * w to the gradient, i.e. the gradient of (wd / 2) ||w||^2) or
+decoupled from the gradient (`decoupled=True`: w <- (1 - lr * wd) w before the step, as AdamW
+does). Used by `train.fit` and `sweep.fit_stacked` (so by every chapter that trains a network).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import checks
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
+
+def make_optimizer(params, *, name: str, lr: float, momentum: float = 0.9,
+                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                   weight_decay: float = 0.0, decoupled: bool = False,
+                   fused: bool | None = None) -> torch.optim.Optimizer:
+    """A torch optimizer over `params`; "adamw" is Adam with decoupled decay (decoupled=True implied)."""
+    checks.choice("name", name, OPTIMIZERS)
+    lr, wd = checks.positive("lr", lr), checks.nonnegative("weight_decay", weight_decay)
+    momentum = checks.probability("momentum", momentum)
+    decoupled = checks.boolean("decoupled", decoupled) or name == "adamw"
+    params = list(params)
+    if name in ("sgd", "momentum", "nesterov"):
+        mom = 0.0 if name == "sgd" else momentum
+        if name != "sgd" and mom == 0:
+            raise ValueError(f"momentum must be > 0 for {name!r}")
+        opt = torch.optim.SGD(params, lr=lr, momentum=mom, nesterov=name == "nesterov",
+                              weight_decay=0.0 if decoupled else wd, fused=fused)
+        if decoupled and wd > 0:
+            _decouple(opt, wd)
+        return opt
+    for i, b in enumerate(betas):
+        checks.probability(f"betas[{i}]", b)
+    if decoupled:
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd, fused=fused)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=wd, fused=fused)
+
+
+def _decouple(opt: torch.optim.Optimizer, wd: float) -> None:
+    """Decoupled decay for SGD: w <- (1 - lr wd) w just before each step, with the group's current lr."""
+    def shrink(optimizer, args, kwargs):
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                torch._foreach_mul_(group["params"], 1 - group["lr"] * wd)
+
+    opt.register_step_pre_hook(shrink)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """The learning rate as a function of the step: lr * warm-up ramp * decay (a frozen config).
+
+    kind "constant": no decay; "step": times `gamma` at each of `milestones` (steps);
+    "cosine": half a cosine from 1 to `floor` over `total` steps; "plateau": times `gamma` each
+    time the validation loss has not improved by `threshold` (relative) for `patience`
+    evaluations (`fit` counts these cuts). `warmup` > 0 ramps linearly from lr / warmup.
+    """
+
+    kind: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    total: int = 0
+    floor: float = 0.0
+    patience: int = 3
+    threshold: float = 1e-3
+    warmup: int = 0
+
+    def __post_init__(self):
+        checks.choice("kind", self.kind, SCHEDULES)
+        checks.real("gamma", self.gamma, low=0.0, high=1.0, low_open=True)
+        checks.nonnegative_int("warmup", self.warmup)
+        checks.positive_int("patience", self.patience)
+        checks.nonnegative("threshold", self.threshold)
+        checks.probability("floor", self.floor)
+        if not isinstance(self.milestones, tuple):
+            raise TypeError(f"milestones must be a tuple of ints, got {type(self.milestones).__name__}")
+        for i, m in enumerate(self.milestones):
+            checks.positive_int(f"milestones[{i}]", m)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
+        if self.kind == "step" and not self.milestones:
+            raise ValueError("milestones must be given for kind='step'")
+        if self.kind == "cosine":
+            checks.positive_int("total", self.total)
+
+    def factor(self, step: int, cuts: int = 0) -> float:
+        """Multiplier of the base lr for the update at `step` (1-based), after `cuts` plateau cuts."""
+        f = min(1.0, step / self.warmup) if self.warmup else 1.0
+        if self.kind == "step":
+            f *= self.gamma ** sum(step > m for m in self.milestones)
+        elif self.kind == "cosine":
+            t = min(step - 1, self.total) / self.total
+            f *= self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
+        elif self.kind == "plateau":
+            f *= self.gamma ** cuts
+        return f
+
+
+class Plateau:
+    """Counts reduce-on-plateau cuts from the validation losses seen at each evaluation."""
+
+    def __init__(self, schedule: Schedule):
+        self.patience, self.threshold = schedule.patience, schedule.threshold
+        self.best, self.bad, self.cuts = math.inf, 0, 0
+
+    def observe(self, loss: float) -> int:
+        """Record one evaluation's loss; returns the number of cuts so far."""
+        if loss < self.best * (1 - self.threshold):
+            self.best, self.bad = loss, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                self.cuts, self.bad = self.cuts + 1, 0
+        return self.cuts

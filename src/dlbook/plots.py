@@ -1,0 +1,80 @@
+"""One plotting style for every figure, one colour per compared method, and mean ± band helpers.
+
+Core module; every chapter with a figure uses it.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+
+# Okabe-Ito: distinguishable with colour-blindness and on both light and dark pages.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+# One colour per method across the book: a method keeps its colour on every page.
+METHOD_COLORS = {
+    "sgd": PALETTE[0], "momentum": PALETTE[1], "nesterov": PALETTE[2], "adam": PALETTE[3],
+    "adamw": PALETTE[4], "no dropout": PALETTE[7], "dropout": PALETTE[0],
+    "input dropout": PALETTE[5], "hidden dropout": PALETTE[1], "batch norm": PALETTE[2],
+    "cnn": PALETTE[0], "mlp": PALETTE[1], "max": PALETTE[0], "avg": PALETTE[1], "min": PALETTE[2],
+    "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
+    "l2": PALETTE[3], "decoupled": PALETTE[4], "plain": PALETTE[7], "residual": PALETTE[0],
+}
+
+RC = {
+    "figure.figsize": (6.4, 3.8),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    # an opaque white background keeps axes legible in the theme's dark mode
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "savefig.facecolor": "white",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "lines.linewidth": 1.8,
+    "image.cmap": "viridis",
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "svg.hashsalt": "dlbook",  # deterministic SVG ids
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (idempotent)."""
+    mpl.rcParams.update(RC)
+
+
+def color(method: str) -> str:
+    """The book-wide colour of a method (case-insensitive); KeyError names the unknown method."""
+    key = method.lower()
+    if key not in METHOD_COLORS:
+        raise KeyError(f"no colour for method {method!r}; add it to dlbook.plots.METHOD_COLORS")
+    return METHOD_COLORS[key]
+
+
+def band(ax, x, ys, *, label: str | None = None, color: str | None = None, alpha: float = 0.2, **kw):
+    """Plot the mean over seeds of ys (seeds, len(x)) with a ± 1 sd band; returns the line."""
+    ys = np.asarray(ys, dtype=float)
+    if ys.ndim != 2 or ys.shape[1] != len(x):
+        raise ValueError(f"ys must be (seeds, {len(x)}), got {ys.shape}")
+    mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(ys.shape[1])
+    (line,) = ax.plot(x, mean, label=label, color=color, **kw)
+    ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=alpha, linewidth=0)
+    return line
+
+
+def errorbars(ax, x, ys, *, label: str | None = None, color: str | None = None, **kw):
+    """Mean over seeds of ys (seeds, len(x)) with ± 1 sd error bars and markers; returns the container."""
+    ys = np.asarray(ys, dtype=float)
+    if ys.ndim != 2 or ys.shape[1] != len(x):
+        raise ValueError(f"ys must be (seeds, {len(x)}), got {ys.shape}")
+    sd = ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(ys.shape[1])
+    kw = {"marker": "o", "capsize": 3, "markersize": 4} | kw
+    return ax.errorbar(x, ys.mean(0), yerr=sd, label=label, color=color, **kw)
