@@ -87,6 +87,12 @@ def test_dropout_is_equivariant_to_feature_scale_ridge_is_not():
     w = T.rescale(T.dropout_solution(X, y, rate=0.3), rate=0.3)
     w_s = T.rescale(T.dropout_solution(X @ S, y, rate=0.3), rate=0.3)
     np.testing.assert_allclose(S @ w_s, w, rtol=1e-10)
+    # ridge with lambda n on root-mean-square-normalized features is the rescaled dropout solution
+    np.testing.assert_allclose(T.normalized_ridge_solution(X, y, rate=0.3), w, rtol=1e-10)
+    rms = np.sqrt(np.mean(X**2, axis=0))
+    np.testing.assert_allclose(
+        np.linalg.solve((X / rms).T @ (X / rms) + 0.3 / 0.7 * len(X) * np.eye(3), (X / rms).T @ y) / rms, w,
+        rtol=1e-10)
     r, r_s = T.ridge_solution(X, y, lam=1.0), T.ridge_solution(X @ S, y, lam=1.0)
     assert np.linalg.norm(S @ r_s - r) > 0.05 * np.linalg.norm(r)
 

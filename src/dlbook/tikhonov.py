@@ -92,3 +92,14 @@ def ridge_solution(X, y, *, lam: float) -> np.ndarray:
     X, y = _data(X, y)
     lam = checks.positive("lam", lam)
     return np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ y)
+
+
+def normalized_ridge_solution(X, y, *, rate: float) -> np.ndarray:
+    """Ridge with lambda n = n p / (1-p) on features divided by their root-mean-square, in X's units (d,).
+
+    Equal to the rescaled dropout solution: dropout is ridge on normalized features.
+    """
+    X, y = _data(X, y)
+    p = _rate(rate)
+    rms = column_norms(X) / np.sqrt(X.shape[0])
+    return ridge_solution(X / rms, y, lam=p / (1 - p) * X.shape[0]) / rms
