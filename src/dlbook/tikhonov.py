@@ -22,10 +22,6 @@ def _data(X, y):
     return X, y
 
 
-def _rate(rate) -> float:
-    return checks.probability("rate", rate)
-
-
 def column_norms(X) -> np.ndarray:
     """Euclidean norm of each column of X (n, d): the diagonal of Gamma-check, shape (d,)."""
     return np.linalg.norm(np.asarray(X, dtype=np.float64), axis=0)
@@ -34,7 +30,7 @@ def column_norms(X) -> np.ndarray:
 def dropout_objective(w, X, y, *, rate: float) -> float:
     """||y - (1-p) X w||^2 + p (1-p) ||Gamma-check w||^2 = E_R ||y - (R*X) w||^2 (closed form)."""
     X, y = _data(X, y)
-    p = _rate(rate)
+    p = checks.probability("rate", rate)
     w = np.asarray(w, dtype=np.float64)
     return float(np.sum((y - (1 - p) * X @ w) ** 2) + p * (1 - p) * np.sum((column_norms(X) * w) ** 2))
 
@@ -42,7 +38,7 @@ def dropout_objective(w, X, y, *, rate: float) -> float:
 def enumerated_dropout_objective(w, X, y, *, rate: float) -> float:
     """E_R ||y - (R*X) w||^2 by summing over all 2^(n d) keep matrices R (n d <= 16)."""
     X, y = _data(X, y)
-    p = _rate(rate)
+    p = checks.probability("rate", rate)
     checks.integer("X.size", X.size, low=1, high=16)
     w = np.asarray(w, dtype=np.float64)
     total = 0.0
@@ -63,21 +59,21 @@ def tikhonov_solution(X, y, Gamma) -> np.ndarray:
 
 def dropout_gamma(X, *, rate: float) -> np.ndarray:
     """Tikhonov matrix of dropout for the rescaled weights (1-p) w: sqrt(p/(1-p)) diag(column norms)."""
-    p = _rate(rate)
+    p = checks.probability("rate", rate)
     return np.sqrt(p / (1 - p)) * np.diag(column_norms(X))
 
 
 def dropout_solution(X, y, *, rate: float) -> np.ndarray:
     """argmin of the dropout objective: the weights as trained, before rescaling, shape (d,)."""
     X, y = _data(X, y)
-    q = 1 - _rate(rate)  # keep probability
+    q = 1 - checks.probability("rate", rate)  # keep probability
     G = np.diag(column_norms(X) ** 2)
     return np.linalg.solve(q**2 * X.T @ X + q * (1 - q) * G, q * X.T @ y)
 
 
 def rescale(w_dropout, *, rate: float) -> np.ndarray:
     """Weights for use without dropout: the keep probability 1 - p times the trained weights."""
-    return (1 - _rate(rate)) * np.asarray(w_dropout, dtype=np.float64)
+    return (1 - checks.probability("rate", rate)) * np.asarray(w_dropout, dtype=np.float64)
 
 
 def ridge_data(X, Gamma) -> np.ndarray:
@@ -100,6 +96,6 @@ def normalized_ridge_solution(X, y, *, rate: float) -> np.ndarray:
     Equal to the rescaled dropout solution: dropout is ridge on normalized features.
     """
     X, y = _data(X, y)
-    p = _rate(rate)
+    p = checks.probability("rate", rate)
     rms = column_norms(X) / np.sqrt(X.shape[0])
     return ridge_solution(X / rms, y, lam=p / (1 - p) * X.shape[0]) / rms
