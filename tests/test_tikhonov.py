@@ -116,6 +116,8 @@ def check_monte_carlo_sgd(rate=0.3, replicas=40, steps=None):
     tol = (1 - rate) * (bias + 4 * se)
     assert np.all(np.abs(T.rescale(W.mean(0), rate=rate) - w_tik) <= tol)
     assert np.linalg.norm(W.mean(0) - w_tik) > 10 * np.linalg.norm(tol)  # without rescaling: no match
+    w_ols = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert np.linalg.norm(w_ols - w_tik) > 10 * np.linalg.norm(tol)  # the penalty is not negligible
 
 
 def test_monte_carlo_sgd_matches_closed_form():
