@@ -27,3 +27,29 @@ def book_root() -> Path:
 @pytest.fixture(scope="session")
 def book_config() -> dict:
     return load_book_config()
+
+
+def glued(stem: str, root: Path = REPO) -> dict:
+    """{name: value} of everything glued in the executed notebook `chapters/<stem>` of the built book.
+
+    Skips the calling test when the book has not been built (make test builds it first).
+    """
+    import ast
+    import json
+
+    path = root / "_build" / "jupyter_execute" / "chapters" / f"{stem}.ipynb"
+    if not path.exists():
+        pytest.skip(f"the book has not been built ({path} missing)")
+    values = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            plain = [k for k in out.get("data", {}) if k.endswith("text/plain")]
+            if name is not None and plain:
+                text = out["data"][plain[0]]
+                text = "".join(text) if isinstance(text, list) else text
+                try:
+                    values[name] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    values[name] = text
+    return values

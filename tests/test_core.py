@@ -196,7 +196,7 @@ def test_fit_stacked_equals_fit_model_by_model(name):
     try:
         xs, ys = zip(*(_blobs(60, seed=s) for s in (0, 1, 2)))
         x, y = torch.stack(xs), torch.stack(ys)
-        cfg = TrainConfig(steps=40, batch_size=8, optimizer=name, lr=0.05, weight_decay=0.01,
+        cfg = TrainConfig(steps=40, batch_size=8, optimizer=name, lr=0.05, weight_decay=0.01, penalty=0.003,
                           eval_every=10, schedule=Schedule(kind="step", milestones=(20,), warmup=4))
         seeds = [10, 11, 12]
         stacked = [_mlp(k) for k in range(3)]

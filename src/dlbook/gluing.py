@@ -64,3 +64,21 @@ def glue_table(name: str, rows: list[dict], *, floatfmt: str = "{:.4g}", index: 
     df = table(rows, floatfmt=floatfmt, index=index)
     glue(name, df, display=display)
     return df
+
+
+def glue_values(name: str, values) -> list:
+    """Glue a 1-D sequence of numbers (e.g. one result per seed) as a list of plain floats, not displayed.
+
+    The page does not show it; tests read it back from the executed notebook to assert a claim
+    with its spread (tests/conftest.py: `glued`).
+    """
+    from myst_nb import glue
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {arr.shape}")
+    out = [float(v) for v in arr]
+    glue(name, out, display=False)
+    return out

@@ -18,7 +18,8 @@ METHOD_COLORS = {
     "input dropout": PALETTE[5], "hidden dropout": PALETTE[1], "batch norm": PALETTE[2],
     "cnn": PALETTE[0], "mlp": PALETTE[1], "max": PALETTE[0], "avg": PALETTE[1], "min": PALETTE[2],
     "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
-    "l2": PALETTE[3], "decoupled": PALETTE[4], "plain": PALETTE[7], "residual": PALETTE[0],
+    "l2": PALETTE[3], "decoupled": PALETTE[4], "no decay": PALETTE[7], "weight decay": PALETTE[3],
+    "plain": PALETTE[7], "residual": PALETTE[0],
 }
 
 RC = {

@@ -90,6 +90,8 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
         # model k's loss depends only on its slice of params, so the sum separates their gradients
         per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
                             reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
+        if cfg.penalty:  # sum over models of each model's lam ||theta_k||^2
+            per_model = per_model + cfg.penalty * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
         opt.zero_grad(set_to_none=True)
         per_model.sum().backward()
         opt.step()

@@ -25,7 +25,8 @@ SAMPLING = ("shuffle", "replacement")
 class TrainConfig:
     """Everything that defines a training run except model, data and seed (frozen: a typo raises).
 
-    The budget is `steps` minibatch updates. `eval_every` = 0 evaluates once, after the last step.
+    The budget is `steps` minibatch updates. `penalty` = lam adds lam * ||theta||^2 (all
+    parameters) to the training loss, computed by autograd; `weight_decay` is the optimizer's. `eval_every` = 0 evaluates once, after the last step.
     `patience` > 0 stops early after that many evaluations without a lower validation loss and
     restores the best weights. `sampling`: "shuffle" (a new order each epoch) or "replacement".
     """
@@ -39,6 +40,7 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     decoupled: bool = False
+    penalty: float = 0.0
     schedule: Schedule = field(default_factory=Schedule)
     loss: str = "cross_entropy"
     sampling: str = "shuffle"
@@ -54,6 +56,7 @@ class TrainConfig:
         checks.probability("momentum", self.momentum)
         checks.nonnegative("weight_decay", self.weight_decay)
         checks.boolean("decoupled", self.decoupled)
+        checks.nonnegative("penalty", self.penalty)
         checks.choice("loss", self.loss, LOSSES)
         checks.choice("sampling", self.sampling, SAMPLING)
         checks.nonnegative_int("eval_every", self.eval_every)
@@ -117,6 +120,8 @@ def fit(model, x, y, *, cfg: TrainConfig, seed: int, device, x_val=None, y_val=N
             set_lr(opt, cfg.lr * cfg.schedule.factor(step, rec.cuts))
             model.train()
             loss = loss_fn(cfg.loss, model(x[idx]), y[idx])
+            if cfg.penalty:
+                loss = loss + cfg.penalty * sum(p.pow(2).sum() for p in model.parameters())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
