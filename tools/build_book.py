@@ -1,7 +1,10 @@
 """Build the executed book: parallel cold execution into the jupyter-cache, then a strict Sphinx build.
 
-1. Key the cache on the library: if src/, requirements.txt or pyproject.toml changed since the
-   cache was filled, the cache is wiped (jupyter-cache itself keys on code cells only).
+1. Key each chapter's cache entry on the library modules it runs: jupyter-cache keys on code cells
+   only, so the records of chapters whose imported modules under src/ (found with `ast`, directly
+   or through other modules), requirements.txt or pyproject.toml changed are dropped
+   (tools/libdeps.py; the Sphinx extension tools/dlbook_sphinx.py does the same for a plain
+   `jupyter-book build`). Only those chapters execute again.
 2. Execute every chapter missing from the cache, N at a time (one torch thread each),
    exactly as MyST-NB would read it, and store it in the book's cache.
 3. Write the execution-statistics page (appendix/execution.md) from the cache.
@@ -11,10 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,23 +23,13 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import libdeps  # noqa: E402
+from kernel_transport import encrypt_kernel_transport  # noqa: E402
+
 CACHE_SUBDIR = Path("_build") / ".jupyter_cache"
-STAMP = "LIBRARY_HASH"
-HASHED = ("src", "requirements.txt", "pyproject.toml")
-
-
-def library_hash(root: Path) -> str:
-    """sha256 over the library sources and the pinned requirements."""
-    h = hashlib.sha256()
-    for name in HASHED:
-        p = root / name
-        files = sorted(q for q in p.rglob("*") if q.is_file() and "__pycache__" not in q.parts
-                       and not q.name.endswith(".egg-info") and ".egg-info" not in str(q)) if p.is_dir() else [p]
-        for f in files:
-            if f.exists():
-                h.update(str(f.relative_to(root)).encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()
+OLD_STAMP = "LIBRARY_HASH"  # the whole-library key of earlier builds (one edit re-executed everything)
 
 
 def toc_files(root: Path) -> list[Path]:
@@ -83,6 +73,7 @@ def execute_one(path: str, timeout: int) -> tuple[str, float, str | None]:
     """Execute one chapter in its own kernel (cwd = its folder); return (path, seconds, error)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
+    encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per chapter
     nb = read_notebook(Path(path))
     res = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
                               meta_override=True)
@@ -110,20 +101,16 @@ def execute_missing(root: Path, jobs: int, timeout: int) -> list[dict]:
     from nbformat import read
 
     cache_path = root / CACHE_SUBDIR
-    stamp = cache_path / STAMP
-    digest = library_hash(root)
-    if cache_path.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        print(f"library changed since the cache was filled: wiping {cache_path}")
-        shutil.rmtree(cache_path)
-        shutil.rmtree(root / "_build" / ".doctrees", ignore_errors=True)
-    cache_path.mkdir(parents=True, exist_ok=True)
+    (cache_path / OLD_STAMP).unlink(missing_ok=True)
+    chapters = [p for p in toc_files(root) if is_notebook(p)]
+    keyed = libdeps.load_stamps(cache_path)
+    for p in libdeps.drop_stale(cache_path, chapters, root):
+        if p.relative_to(root).as_posix() in keyed:
+            print(f"library changed for {p.relative_to(root)}: executing it again")
     cache = get_cache(str(cache_path))
-    stamp.write_text(digest)
 
     todo = []
-    for p in toc_files(root):
-        if not is_notebook(p):
-            continue
+    for p in chapters:
         try:
             cache.match_cache_notebook(read_notebook(p))
         except KeyError:
@@ -132,6 +119,7 @@ def execute_missing(root: Path, jobs: int, timeout: int) -> list[dict]:
     if not todo:
         return []
     os.environ.update(build_env())
+    encrypt_kernel_transport()
     failures, stats = [], []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futs = [pool.submit(execute_one, str(p), timeout) for p in todo]
