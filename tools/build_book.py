@@ -69,8 +69,8 @@ def read_notebook(path: Path):
     return read_myst_markdown_notebook(path.read_text(), path=path)
 
 
-def execute_one(path: str, timeout: int) -> tuple[str, float, str | None]:
-    """Execute one chapter in its own kernel (cwd = its folder); return (path, seconds, error)."""
+def execute_one(path: str, timeout: int, handoff: str) -> tuple[str, float, str | None]:
+    """Execute one chapter in its own kernel (cwd = its folder), write it to `handoff`; return (path, seconds, error)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
     encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per chapter
@@ -81,8 +81,7 @@ def execute_one(path: str, timeout: int) -> tuple[str, float, str | None]:
         return path, res.time, res.exc_string
     from nbformat import write
 
-    tmp = Path(path).with_suffix(".executed.tmp")
-    write(nb, tmp)  # hand the executed notebook back via disk (notebooks are large to pickle twice)
+    write(nb, handoff)  # hand the executed notebook back via disk (notebooks are large to pickle twice)
     return path, res.time, None
 
 
@@ -122,11 +121,14 @@ def execute_missing(root: Path, jobs: int, timeout: int) -> list[dict]:
     encrypt_kernel_transport()
     failures, stats = [], []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futs = [pool.submit(execute_one, str(p), timeout) for p in todo]
-        for f in futs:
+        handoff = {p: root / "_build" / ".executed" / (p.relative_to(root).as_posix().replace("/", "__") + ".ipynb")
+                   for p in todo}
+        handoff[todo[0]].parent.mkdir(parents=True, exist_ok=True)
+        futs = [pool.submit(execute_one, str(p), timeout, str(handoff[p])) for p in todo]
+        for p, f in zip(todo, futs):
             path, seconds, err = f.result()
             rel = Path(path).relative_to(root)
-            tmp = Path(path).with_suffix(".executed.tmp")
+            tmp = handoff[p]
             if err:
                 failures.append((rel, err))
                 print(f"FAILED {rel} after {seconds:.1f} s")
@@ -154,13 +156,21 @@ def write_execution_page(root: Path) -> None:
     (root / "appendix" / "execution.md").write_text(render(root, root / CACHE_SUBDIR))
 
 
-def sphinx_build(root: Path, builder: str) -> None:
+def sphinx_build(root: Path, builder: str) -> str:
+    """Run the strict Jupyter Book build; print its log as it comes and return it."""
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", builder,
            "-W", "-n", "--keep-going"]
     print("+", " ".join(cmd), flush=True)
-    r = subprocess.run(cmd, env=build_env(), cwd=root)  # the cache path in _config.yml is relative to the cwd
-    if r.returncode:
-        raise SystemExit(f"jupyter-book build failed (exit {r.returncode})")
+    # the cache path in _config.yml is relative to the cwd
+    proc = subprocess.Popen(cmd, env=build_env(), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    log = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        log.append(line)
+    if proc.wait():
+        raise SystemExit(f"jupyter-book build failed (exit {proc.returncode})")
+    return "".join(log)
 
 
 def publish_executed_notebooks(root: Path) -> int:
