@@ -283,3 +283,16 @@ def test_core_imports_no_topic_module_and_topics_import_only_the_core():
             assert deps <= CORE, f"core module {name} imports topic modules {deps - CORE}"
         else:
             assert deps <= CORE, f"topic module {name} imports other topic modules {deps - CORE}"
+
+
+def test_record_adds_per_evaluation_values_in_fit_and_fit_stacked():
+    x, y = _blobs(60)
+    cfg = TrainConfig(steps=20, batch_size=10, eval_every=5)
+    norm = lambda m: {"w0": m[0].weight.norm()}
+    h = fit(_mlp(0), x, y, cfg=cfg, seed=0, device="cpu", record=norm)
+    models = [_mlp(0), _mlp(1)]
+    hs = sweep.fit_stacked(models, torch.stack([x, x]), torch.stack([y, y]), cfg=cfg, seeds=[0, 1],
+                           device="cpu", record=lambda p: {"w0": p["0.weight"].flatten(1).norm(dim=1)})
+    assert len(h["w0"]) == 4 and hs["w0"].shape == (2, 4)
+    assert hs["w0"][0] == pytest.approx(h["w0"], rel=1e-5)
+    assert hs["w0"][1, -1] == pytest.approx(models[1][0].weight.norm().item(), rel=1e-6)

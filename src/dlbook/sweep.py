@@ -60,12 +60,13 @@ def _per_model(name, outputs, y):
 
 
 def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_val=None,
-                frozen=()) -> dict:
+                frozen=(), record=None) -> dict:
     """Train K same-shaped models at once, model k on x[k] (N, ...), y[k] (N,) with seeds[k].
 
     Writes the trained weights back into `models`. History: arrays (K, evaluations) per metric,
     plus "step", "time" (training seconds), "lr", "config" and "seeds". Parameters named in
-    `frozen` are not trained.
+    `frozen` are not trained. `record(params) -> {name: tensor (K,)}`, given the stacked
+    parameters {name: (K, ...)}, adds its values to the history at each evaluation.
     """
     _check(models, x, y, seeds, x_val, y_val, cfg)
     k, n = x.shape[:2]
@@ -75,17 +76,17 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
     opt = make_optimizer([p for name, p in params.items() if name not in frozen],
                          **cfg.optimizer_kwargs(), fused=True)
     fwd, fwd_eval = stacked_forward(models[0], train=True), stacked_forward(models[0], train=False)
-    orders = [batch_indices(n, steps=cfg.steps, batch_size=cfg.batch_size, seed=s,
-                            sampling=cfg.sampling) for s in seeds]
+    orders = _stacked_orders(n, cfg, seeds, device)
     rows = torch.arange(k, device=device).unsqueeze(1)
     x, y = x.to(device), y.to(device)
     splits = {"train": (x, y)} | ({"val": (x_val.to(device), y_val.to(device))} if x_val is not None else {})
     hist = {f"{s}_{m}": [] for s in splits for m in ("loss", "acc")} | {"step": [], "time": [], "lr": []}
     evals, elapsed, start = set(cfg.eval_steps()), 0.0, time.perf_counter()
+    lr = None
     for step in range(1, cfg.steps + 1):
-        set_lr(opt, cfg.lr * cfg.schedule.factor(step))
-        idx = torch.stack([o[step - 1] for o in orders]).to(device)
-        xb, yb = x[rows, idx], y[rows, idx]
+        if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
+            set_lr(opt, lr)
+        xb, yb = x[rows, orders[step - 1]], y[rows, orders[step - 1]]
         # model k's loss depends only on its slice of params, so the sum separates their gradients
         per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
                             reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
@@ -98,6 +99,9 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
             hist["time"].append(elapsed)
             hist["lr"].append(opt.param_groups[0]["lr"])
             with torch.no_grad():
+                if record is not None:
+                    for key, value in record(params).items():
+                        hist.setdefault(key, []).append(torch.as_tensor(value).double().cpu().numpy())
                 for s, (xs, ys) in splits.items():
                     loss, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
                     hist[f"{s}_loss"].append(loss)
@@ -107,9 +111,17 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
         for i, m in enumerate(models):
             for name, p in m.named_parameters():
                 p.copy_(params[name][i])
-    out = {key: np.stack(v, axis=1) for key, v in hist.items() if key.endswith(("_loss", "_acc"))}
+    out = {key: np.stack(v, axis=1) for key, v in hist.items() if key not in ("step", "time", "lr")}
     return out | {"step": np.array(hist["step"]), "time": np.array(hist["time"]),
                   "lr": np.array(hist["lr"]), "config": cfg, "seeds": [int(s) for s in seeds]}
+
+
+def _stacked_orders(n: int, cfg: TrainConfig, seeds, device) -> list[torch.Tensor]:
+    """Per step, the (K, B) minibatch indices of the K models: model k's are those `fit` draws with seeds[k]."""
+    per_model = [batch_indices(n, steps=cfg.steps, batch_size=cfg.batch_size, seed=s, sampling=cfg.sampling)
+                 for s in seeds]
+    # every model has n examples, so step t's batches have one length and stack to (K, B_t)
+    return [torch.stack(batch).to(device) for batch in zip(*per_model)]
 
 
 def stacked_outputs(fwd, params, buffers, x: torch.Tensor, *, chunk: int = 2048) -> torch.Tensor:

@@ -98,15 +98,20 @@ def batch_indices(n: int, *, steps: int, batch_size: int, seed: int, sampling: s
     return out
 
 
-def fit(model, x, y, *, cfg: TrainConfig, seed: int, device, x_val=None, y_val=None) -> dict:
-    """Train `model` in place on (x (N, ...), y (N,)) for cfg.steps steps; the history, with cfg in it."""
+def fit(model, x, y, *, cfg: TrainConfig, seed: int, device, x_val=None, y_val=None,
+        record=None) -> dict:
+    """Train `model` in place on (x (N, ...), y (N,)) for cfg.steps steps; the history, with cfg in it.
+
+    `record(model) -> {name: float}`, if given, adds its values to the history at each evaluation.
+    """
     _check_data(cfg, x, y, x_val, y_val)
     model.to(device)
     x, y = x.to(device), y.to(device)
     opt = make_optimizer(model.parameters(), **cfg.optimizer_kwargs())
     batches = batch_indices(len(y), steps=cfg.steps, batch_size=cfg.batch_size,
                             seed=seed, sampling=cfg.sampling)
-    rec = Recorder(model, cfg, seed=seed, device=device, x=x, y=y, x_val=x_val, y_val=y_val)
+    rec = Recorder(model, cfg, seed=seed, device=device, x=x, y=y, x_val=x_val, y_val=y_val,
+                   record=record)
     with global_seed(seed, device):  # dropout masks: a function of the seed alone
         for step, idx in enumerate(batches, start=1):
             set_lr(opt, cfg.lr * cfg.schedule.factor(step, rec.cuts))
@@ -138,8 +143,10 @@ def _check_data(cfg, x, y, x_val, y_val):
 class Recorder:
     """What `fit` records at each evaluation: losses, accuracies, lr, training time, norms; early stopping."""
 
-    def __init__(self, model, cfg: TrainConfig, *, seed, device, x, y, x_val, y_val):
-        self.model, self.cfg, self.device = model, cfg, device
+    def __init__(self, model, cfg: TrainConfig, *, seed, device, x, y, x_val, y_val, record=None):
+        if record is not None and not callable(record):
+            raise TypeError(f"record must be callable, got {type(record).__name__}")
+        self.model, self.cfg, self.device, self.extra = model, cfg, device, record
         self.splits = {"train": (x, y)} | ({"val": (x_val, y_val)} if x_val is not None else {})
         self.evals = set(cfg.eval_steps())
         self.hist = {"config": cfg, "seed": seed, "step": [], "time": [], "lr": []}
@@ -168,6 +175,10 @@ class Recorder:
         if self.cfg.log_norms:
             h["grad_norm"].append(global_norm(p.grad for p in self.model.parameters()))
             h["weight_norm"].append(global_norm(self.model.parameters()))
+        if self.extra is not None:
+            with torch.no_grad():
+                for key, value in self.extra(self.model).items():
+                    h.setdefault(key, []).append(float(value))
         for s, (xs, ys) in self.splits.items():
             loss, acc = evaluate(self.model, xs, ys, device=self.device, loss=self.cfg.loss)
             h[f"{s}_loss"].append(loss)
