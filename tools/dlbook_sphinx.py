@@ -44,10 +44,10 @@ def renumber(env) -> None:
     new_top: dict[str, int] = {}
     last, chapter_top = 0, None
     for doc, secnums in env.toc_secnumbers.items():  # in table-of-contents order
-        title = secnums.get("") or min((v for v in secnums.values() if v), default=None)
-        if not title:
+        first = secnums.get("") or min((v for v in secnums.values() if v), default=None)
+        if not first:
             continue
-        if len(title) == 1:  # a chapter (a page at the top of a numbered toctree)
+        if len(first) == 1:  # a chapter (a page at the top of a numbered toctree)
             n = chapter_number(doc)
             last = chapter_top = n if n is not None else last + 1
         if chapter_top is not None:  # a page below a chapter keeps its chapter's number
@@ -116,15 +116,15 @@ def drop_stale_chapters(app, env, added, changed, removed) -> list[str]:
         path = Path(env.doc2path(doc))
         if path.is_file() and _is_notebook(path):
             chapters[path.resolve()] = doc
-    stale = libdeps.drop_stale(Path(cfg.execution_cache_path), list(chapters), root)
-    docs = [chapters[p] for p in stale if chapters[p] not in added | changed]
-    if stale:
+    cache_path = Path(cfg.execution_cache_path)  # relative to the cwd, as MyST-NB reads it
+    keyed = libdeps.load_stamps(cache_path)
+    stale = libdeps.drop_stale(cache_path, list(chapters), root)
+    changed_lib = [chapters[p] for p in stale if p.relative_to(root.resolve()).as_posix() in keyed]
+    if changed_lib:
         from sphinx.util import logging
 
-        logging.getLogger(__name__).info(
-            "library changed for %d chapter(s), executing again: %s", len(stale),
-            ", ".join(chapters[p] for p in stale))
-    return docs
+        logging.getLogger(__name__).info("library changed for %s: executing again", ", ".join(changed_lib))
+    return [chapters[p] for p in stale if chapters[p] not in added | changed]
 
 
 def setup(app):
