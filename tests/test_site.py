@@ -186,6 +186,13 @@ def test_chapter_numbers_are_the_books(page):
     assert links and all(int(a) == int(b) for a, b in links), f"{page}: sidebar numbers {links}"
 
 
+def test_index_redirect_names_the_favicon():
+    """A bare redirect page makes the browser ask for /favicon.ico (a 404 and a console error)."""
+    text = (SITE / "index.html").read_text()
+    if "Refresh" in text:
+        assert re.search(r'<link rel="icon" href="_static/[^"]+"', text), "index.html redirects without a favicon"
+
+
 def test_bibliography_lists_the_cited_works():
     text = (SITE / "appendix" / "bibliography.html").read_text()
     entries = re.findall(r'<div class="citation" id="[^"]+" role="doc-biblioentry">', text)

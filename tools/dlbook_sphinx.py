@@ -12,11 +12,13 @@
    what makes a plain `jupyter-book build .` after an edit to src/ as fresh as `make book`.
 3. Kernels that MyST-NB starts use encrypted sockets (tools/kernel_transport.py), so the build log
    has no "Kernel is running over TCP without encryption" line per chapter.
+4. index.html redirects to the root document as a whole page that names the favicon.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import re
 import sys
 from pathlib import Path
@@ -127,10 +129,35 @@ def drop_stale_chapters(app, env, added, changed, removed) -> list[str]:
     return [chapters[p] for p in stale if chapters[p] not in added | changed]
 
 
+# --- 4. the site's index.html -------------------------------------------------------------
+
+def write_index_redirect(app, exception) -> None:
+    """index.html as a whole page redirecting to the root document, with the book's favicon.
+
+    (sphinx-external-toc writes a bare `<meta http-equiv="Refresh">` when it is missing: the browser
+    then asks for /favicon.ico, a 404 and a console error, whenever it looks before redirecting.)
+    """
+    root_doc = app.config.root_doc
+    if exception is not None or app.builder.name != "html" or root_doc == "index":
+        return
+    index = Path(app.outdir) / "index.html"
+    if index.exists() and "http-equiv=\"Refresh\"" not in index.read_text(encoding="utf-8"):
+        return  # a real page
+    target, title = f"{root_doc}.html", html.escape(str(app.config.html_title))
+    icon = (f'<link rel="icon" href="_static/{Path(app.config.html_favicon).name}">\n'
+            if app.config.html_favicon else "")
+    index.write_text(f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+                     f"<title>{title}</title>\n{icon}"
+                     f'<meta http-equiv="Refresh" content="0; url={target}">\n</head>\n'
+                     f'<body><p><a href="{target}">{title}</a></p></body>\n</html>\n',
+                     encoding="utf-8")
+
+
 def setup(app):
     encrypt_kernel_transport()
     app.connect("env-get-outdated", drop_stale_chapters)
     # Sphinx's toctree collector numbers sections and figures on env-get-updated (priority 500)
     app.connect("env-get-updated", _restore_raw_numbers, priority=100)
     app.connect("env-get-updated", _chapter_numbers, priority=900)
+    app.connect("build-finished", write_index_redirect, priority=400)  # before sphinx-external-toc's
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
