@@ -12,6 +12,7 @@ re-executes the same chapters); only the chapters whose library changed re-execu
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -124,7 +125,13 @@ def read_notebook(path: Path):
 
 def code_cells(path: Path) -> list[str]:
     """Sources of a notebook's code cells."""
-    return [c.source for c in read_notebook(path).cells if c.cell_type == "code"]
+    st = Path(path).stat()
+    return list(_code_cells(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _code_cells(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:  # parsed once per version of the file
+    return tuple(c.source for c in read_notebook(Path(path)).cells if c.cell_type == "code")
 
 
 def chapter_dependencies(path: Path, root: Path) -> list[Path]:
