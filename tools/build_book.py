@@ -153,7 +153,9 @@ def write_execution_page(root: Path) -> None:
     from execution_page import render
 
     (root / "appendix").mkdir(exist_ok=True)
-    (root / "appendix" / "execution.md").write_text(render(root, root / CACHE_SUBDIR))
+    page, text = root / "appendix" / "execution.md", render(root, root / CACHE_SUBDIR)
+    if not page.exists() or page.read_text() != text:  # unchanged: Sphinx need not read it again
+        page.write_text(text)
 
 
 def sphinx_build(root: Path, builder: str) -> str:
