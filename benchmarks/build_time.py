@@ -1,7 +1,9 @@
-"""Cold and warm build times of the whole book, and the slowest chapters.
+"""Cold, warm and one-module-edit build times of the whole book, and the slowest chapters.
 
 Copies the working tree (without .venv and _build) to a temporary folder, builds it from an
-empty cache (cold), then builds it again unchanged (warm, the no-change rebuild).
+empty cache (cold), then builds it again unchanged (warm, the no-change rebuild), then edits a
+comment in one topic module (src/dlbook/pooling.py by default) and builds again: only the chapters
+that import that module, directly or through other modules, execute again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def timed_build(root: Path, jobs: int) -> tuple[float, list[dict]]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--edit", default="src/dlbook/pooling.py", help="module to edit for the third build")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="dlbook-bench-"))
     try:
@@ -41,6 +44,13 @@ def main(argv=None) -> None:
         cold, stats = timed_build(tmp, args.jobs)
         warm, again = timed_build(tmp, args.jobs)
         assert not again, "the warm build re-executed chapters"
+        edited = tmp / args.edit
+        expected = sorted(str(p.relative_to(tmp)) for p in build_book.toc_files(tmp) if build_book.is_notebook(p)
+                          and edited.resolve() in {d.resolve() for d in build_book.libdeps.chapter_dependencies(p, tmp)})
+        edited.write_text(edited.read_text() + "\n# an edit for the benchmark: a comment changes the module's key\n")
+        edit, rerun = timed_build(tmp, args.jobs)
+        rerun_names = sorted(s["chapter"] for s in rerun)
+        assert rerun_names == expected, f"editing {args.edit} re-executed {rerun_names}, expected {expected}"
         print("\nchapter                                   cold execution (s)")
         for s in sorted(stats, key=lambda s: -s["seconds"]):
             budget = BUDGET_S.get(s["chapter"], BUDGET_S["chapter"])
@@ -48,6 +58,8 @@ def main(argv=None) -> None:
             print(f"{s['chapter']:<42}{s['seconds']:>8.1f}{flag}")
         print(f"\ncold build (execute {len(stats)} chapters + render): {cold:.1f} s (budget {BUDGET_S['book']} s)")
         print(f"warm build (no change):                    {warm:.1f} s (budget {BUDGET_S['warm']} s)")
+        print(f"edit {args.edit}: {edit:.1f} s; re-executed {len(rerun)} of {len(stats)} chapters: "
+              + (", ".join(f"{s['chapter']} ({s['seconds']:.1f} s)" for s in rerun) or "none"))
         print(f"sum of chapter times: {sum(s['seconds'] for s in stats):.1f} s on {args.jobs} parallel kernels")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -63,3 +63,18 @@ def test_published_notebooks_carry_outputs():
         rec = cache.match_cache_notebook(build_book.read_notebook(p))
         cached = [c.get("outputs", []) for c in cache.get_cache_bundle(rec.pk).nb.cells if c.cell_type == "code"]
         assert [len(o) for o in published] == [len(o) for o in cached], dl
+
+
+def test_cached_outputs_are_keyed_on_the_current_library():
+    """Each chapter's cache entry was made with the library modules it imports as they are now
+    (else the site shows outputs of older code: `make book` executes such chapters again)."""
+    import build_book
+    import libdeps
+
+    cache_path = ROOT / build_book.CACHE_SUBDIR
+    if not (cache_path / libdeps.STAMPS).exists():
+        pytest.skip("the book has not been built")
+    stamps = libdeps.load_stamps(cache_path)
+    stale = [str(p.relative_to(ROOT)) for p in build_book.toc_files(ROOT) if build_book.is_notebook(p)
+             and stamps.get(p.relative_to(ROOT).as_posix()) != libdeps.chapter_key(p, ROOT)]
+    assert not stale, f"chapters whose library changed since they were executed: {stale}"

@@ -23,7 +23,8 @@ def test_mnist_offline_falls_back_loudly(offline):
     assert d.x_train.dtype == torch.float32 and 0 <= d.x_train.min() and d.x_train.max() <= 1
     assert torch.bincount(d.y_train).tolist() == [400] * 10
     md = d.admonition().data
-    assert md.startswith(":::{warning}") and f"Data source: **{d.source}**" in md
+    assert md.startswith(":::{admonition} Data: offline fallback\n:class: warning\n\n")
+    assert f"\n\nData source: **{d.source}**" in md  # the body is its own paragraph, after the title
 
 
 def test_mnist_torchvision_source_refuses_to_fall_back(offline):

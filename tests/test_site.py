@@ -162,6 +162,37 @@ def test_numbered_equations_and_figures(page):
             assert 'class="caption-number"' in m.group(2), f"{page}: figure {m.group(1)} is not numbered"
 
 
+def article(text: str) -> str:
+    """The page's own content (not the sidebar, which lists the other chapters)."""
+    return re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.S).group(1)
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_chapter_numbers_are_the_books(page):
+    """chapters/NN_x.html is chapter NN: title, heading, sections, figures, equations, sidebar."""
+    n = int(re.match(r"chapters/(\d+)_", page).group(1))
+    text = (SITE / page).read_text()
+    title = html.unescape(re.search(r"<title>(.*?)</title>", text, re.S).group(1))
+    assert title.startswith(f"{n}. "), f"{page}: page title {title!r} does not start with {n}."
+    body = article(text)
+    assert re.search(rf'<h1><span class="section-number">{n}\. </span>', body), f"{page}: heading not numbered {n}"
+    numbers = (re.findall(r'<span class="section-number">([\d.]+) </span>', body)
+               + re.findall(r'class="caption-number">\w+\. ([\d.]+) ', body)
+               + re.findall(r'class="eqno">\(([\d.]+)\)', body))
+    wrong = [x for x in numbers if x.split(".")[0] != str(n)]
+    assert not wrong, f"{page}: numbers of another chapter: {wrong}"
+    # every other chapter in the sidebar carries its own file's number
+    links = re.findall(r'href="(?:\.\./chapters/)?(\d+)_[\w]+\.html">\s*(\d+)\. ', text)
+    assert links and all(int(a) == int(b) for a, b in links), f"{page}: sidebar numbers {links}"
+
+
+def test_index_redirect_names_the_favicon():
+    """A bare redirect page makes the browser ask for /favicon.ico (a 404 and a console error)."""
+    text = (SITE / "index.html").read_text()
+    if "Refresh" in text:
+        assert re.search(r'<link rel="icon" href="_static/[^"]+"', text), "index.html redirects without a favicon"
+
+
 def test_bibliography_lists_the_cited_works():
     text = (SITE / "appendix" / "bibliography.html").read_text()
     entries = re.findall(r'<div class="citation" id="[^"]+" role="doc-biblioentry">', text)
@@ -369,6 +400,46 @@ def test_exercises_have_collapsed_solutions(page, browser, site_url):
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 5).until(lambda d: "toggle-hidden" not in first.get_attribute("class"))
+
+
+VISIBLE_SEARCH = """
+return [...document.querySelectorAll('input[type=search], .search-button-field, form.bd-search')]
+  .filter(e => { const r = e.getBoundingClientRect();
+                 return e.offsetParent !== null && r.width > 0 && r.height > 0; }).length;
+"""
+
+
+@pytest.mark.parametrize("page", ["intro.html"] + CHAPTER_PAGES[:1])
+def test_one_search_box(page, browser, site_url):
+    """The page shows one search field (the sidebar's), not a second one in a header bar."""
+    load(browser, site_url + page)
+    assert browser.execute_script(VISIBLE_SEARCH) == 1
+
+
+DATA_PAGES = [p for p in CHAPTER_PAGES if "Data source: <strong>" in (SITE / p).read_text()]
+
+
+def test_some_chapter_says_which_data_it_ran_on():
+    assert DATA_PAGES, "no chapter page shows a data admonition (display(data.admonition()) after loading)"
+
+
+@pytest.mark.parametrize("page", DATA_PAGES)
+def test_data_admonition_reads_properly(page, browser, site_url):
+    """The data box has a title of its own ("Data" or "Data: offline fallback") and a body that
+    starts a paragraph with "Data source:" (not "Offline fallback data Data source: ..." run together)."""
+    from selenium.webdriver.common.by import By
+
+    load(browser, site_url + page)
+    boxes = [b for b in browser.find_elements(By.CSS_SELECTOR, "div.admonition") if "Data source:" in b.text]
+    assert boxes, f"{page}: no data admonition"
+    for box in boxes:
+        title = box.find_element(By.CSS_SELECTOR, ".admonition-title").text.strip()
+        assert title in ("Data", "Data: offline fallback"), f"{page}: data box titled {title!r}"
+        first = box.find_element(By.CSS_SELECTOR, ".admonition-title + p").text
+        assert first.startswith("Data source: "), f"{page}: data box body starts {first[:60]!r}"
+        fallback = "could not be downloaded" in box.text
+        assert (title == "Data: offline fallback") == fallback, f"{page}: title {title!r} for {box.text[:120]!r}"
+        assert ("warning" in box.get_attribute("class")) == fallback
 
 
 def pick_equation_page() -> str:

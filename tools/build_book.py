@@ -1,7 +1,10 @@
 """Build the executed book: parallel cold execution into the jupyter-cache, then a strict Sphinx build.
 
-1. Key the cache on the library: if src/, requirements.txt or pyproject.toml changed since the
-   cache was filled, the cache is wiped (jupyter-cache itself keys on code cells only).
+1. Key each chapter's cache entry on the library modules it runs: jupyter-cache keys on code cells
+   only, so the records of chapters whose imported modules under src/ (found with `ast`, directly
+   or through other modules), requirements.txt or pyproject.toml changed are dropped
+   (tools/libdeps.py; the Sphinx extension tools/dlbook_sphinx.py does the same for a plain
+   `jupyter-book build`). Only those chapters execute again.
 2. Execute every chapter missing from the cache, N at a time (one torch thread each),
    exactly as MyST-NB would read it, and store it in the book's cache.
 3. Write the execution-statistics page (appendix/execution.md) from the cache.
@@ -11,10 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,23 +23,13 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import libdeps  # noqa: E402
+from kernel_transport import encrypt_kernel_transport  # noqa: E402
+
 CACHE_SUBDIR = Path("_build") / ".jupyter_cache"
-STAMP = "LIBRARY_HASH"
-HASHED = ("src", "requirements.txt", "pyproject.toml")
-
-
-def library_hash(root: Path) -> str:
-    """sha256 over the library sources and the pinned requirements."""
-    h = hashlib.sha256()
-    for name in HASHED:
-        p = root / name
-        files = sorted(q for q in p.rglob("*") if q.is_file() and "__pycache__" not in q.parts
-                       and not q.name.endswith(".egg-info") and ".egg-info" not in str(q)) if p.is_dir() else [p]
-        for f in files:
-            if f.exists():
-                h.update(str(f.relative_to(root)).encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()
+OLD_STAMP = "LIBRARY_HASH"  # the whole-library key of earlier builds (one edit re-executed everything)
 
 
 def toc_files(root: Path) -> list[Path]:
@@ -79,10 +69,11 @@ def read_notebook(path: Path):
     return read_myst_markdown_notebook(path.read_text(), path=path)
 
 
-def execute_one(path: str, timeout: int) -> tuple[str, float, str | None]:
-    """Execute one chapter in its own kernel (cwd = its folder); return (path, seconds, error)."""
+def execute_one(path: str, timeout: int, handoff: str) -> tuple[str, float, str | None]:
+    """Execute one chapter in its own kernel (cwd = its folder), write it to `handoff`; return (path, seconds, error)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
+    encrypt_kernel_transport()  # no "Kernel is running over TCP without encryption" per chapter
     nb = read_notebook(Path(path))
     res = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
                               meta_override=True)
@@ -90,8 +81,7 @@ def execute_one(path: str, timeout: int) -> tuple[str, float, str | None]:
         return path, res.time, res.exc_string
     from nbformat import write
 
-    tmp = Path(path).with_suffix(".executed.tmp")
-    write(nb, tmp)  # hand the executed notebook back via disk (notebooks are large to pickle twice)
+    write(nb, handoff)  # hand the executed notebook back via disk (notebooks are large to pickle twice)
     return path, res.time, None
 
 
@@ -110,20 +100,16 @@ def execute_missing(root: Path, jobs: int, timeout: int) -> list[dict]:
     from nbformat import read
 
     cache_path = root / CACHE_SUBDIR
-    stamp = cache_path / STAMP
-    digest = library_hash(root)
-    if cache_path.exists() and (not stamp.exists() or stamp.read_text() != digest):
-        print(f"library changed since the cache was filled: wiping {cache_path}")
-        shutil.rmtree(cache_path)
-        shutil.rmtree(root / "_build" / ".doctrees", ignore_errors=True)
-    cache_path.mkdir(parents=True, exist_ok=True)
+    (cache_path / OLD_STAMP).unlink(missing_ok=True)
+    chapters = [p for p in toc_files(root) if is_notebook(p)]
+    keyed = libdeps.load_stamps(cache_path)
+    for p in libdeps.drop_stale(cache_path, chapters, root):
+        if p.relative_to(root).as_posix() in keyed:
+            print(f"library changed for {p.relative_to(root)}: executing it again")
     cache = get_cache(str(cache_path))
-    stamp.write_text(digest)
 
     todo = []
-    for p in toc_files(root):
-        if not is_notebook(p):
-            continue
+    for p in chapters:
         try:
             cache.match_cache_notebook(read_notebook(p))
         except KeyError:
@@ -132,13 +118,17 @@ def execute_missing(root: Path, jobs: int, timeout: int) -> list[dict]:
     if not todo:
         return []
     os.environ.update(build_env())
+    encrypt_kernel_transport()
     failures, stats = [], []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futs = [pool.submit(execute_one, str(p), timeout) for p in todo]
-        for f in futs:
+        handoff = {p: root / "_build" / ".executed" / (p.relative_to(root).as_posix().replace("/", "__") + ".ipynb")
+                   for p in todo}
+        handoff[todo[0]].parent.mkdir(parents=True, exist_ok=True)
+        futs = [pool.submit(execute_one, str(p), timeout, str(handoff[p])) for p in todo]
+        for p, f in zip(todo, futs):
             path, seconds, err = f.result()
             rel = Path(path).relative_to(root)
-            tmp = Path(path).with_suffix(".executed.tmp")
+            tmp = handoff[p]
             if err:
                 failures.append((rel, err))
                 print(f"FAILED {rel} after {seconds:.1f} s")
@@ -163,16 +153,26 @@ def write_execution_page(root: Path) -> None:
     from execution_page import render
 
     (root / "appendix").mkdir(exist_ok=True)
-    (root / "appendix" / "execution.md").write_text(render(root, root / CACHE_SUBDIR))
+    page, text = root / "appendix" / "execution.md", render(root, root / CACHE_SUBDIR)
+    if not page.exists() or page.read_text() != text:  # unchanged: Sphinx need not read it again
+        page.write_text(text)
 
 
-def sphinx_build(root: Path, builder: str) -> None:
+def sphinx_build(root: Path, builder: str) -> str:
+    """Run the strict Jupyter Book build; print its log as it comes and return it."""
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", builder,
            "-W", "-n", "--keep-going"]
     print("+", " ".join(cmd), flush=True)
-    r = subprocess.run(cmd, env=build_env(), cwd=root)  # the cache path in _config.yml is relative to the cwd
-    if r.returncode:
-        raise SystemExit(f"jupyter-book build failed (exit {r.returncode})")
+    # the cache path in _config.yml is relative to the cwd
+    proc = subprocess.Popen(cmd, env=build_env(), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    log = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        log.append(line)
+    if proc.wait():
+        raise SystemExit(f"jupyter-book build failed (exit {proc.returncode})")
+    return "".join(log)
 
 
 def publish_executed_notebooks(root: Path) -> int:

@@ -43,12 +43,13 @@ class ImageData:
         """A Markdown admonition naming the data actually used (rendered on the page)."""
         from IPython.display import Markdown
 
+        # a titled admonition: {warning}/{note} take no title, so one would run into the body text
         kind = "warning" if self.fallback else "note"
-        title = "Offline fallback data" if self.fallback else "Data"
+        title = "Data: offline fallback" if self.fallback else "Data"
         extra = ("\n\nThe full data set could not be downloaded here, so this page ran on the "
                  "substitute named above. Numbers on this page come from that substitute; run the "
                  "chapter online to use the full data set." if self.fallback else "")
-        return Markdown(f":::{{{kind}}} {title}\nData source: **{self.source}**. "
+        return Markdown(f":::{{admonition}} {title}\n:class: {kind}\n\nData source: **{self.source}**. "
                         f"Train {self.x_train.shape[0]:,} images, test {self.x_test.shape[0]:,} images "
                         f"of shape {tuple(self.x_train.shape[1:])}.{extra}\n:::")
 
