@@ -1,4 +1,4 @@
-"""The library's shared parts: device, generators, gluing, training loop, source display."""
+"""The library's shared parts: device, generators, gluing, the training loop's input checks, source display."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import torch
 from dlbook.gluing import plain, table
 from dlbook.runtime import numpy_rng, pick_device, torch_generator
 from dlbook.show import source
-from dlbook.training import TrainConfig, evaluate, fit
+from dlbook.metrics import evaluate
+from dlbook.train import TrainConfig, fit
 
 
 def test_pick_device_cpu_and_validation():
@@ -49,13 +50,13 @@ def test_table_formats_floats():
 
 def test_train_config_rejects_typos_and_bad_values():
     with pytest.raises(TypeError):
-        TrainConfig(epoch=3)  # typo must raise
+        TrainConfig(step=3)  # typo must raise
     with pytest.raises(ValueError, match="optimizer"):
-        TrainConfig(optimizer="sgdd")
+        TrainConfig(steps=3, optimizer="sgdd")
     with pytest.raises(ValueError, match="lr"):
-        TrainConfig(lr=-1.0)
+        TrainConfig(steps=3, lr=-1.0)
     with pytest.raises(ValueError, match="batch_size"):
-        TrainConfig(batch_size=0)
+        TrainConfig(steps=3, batch_size=0)
 
 
 def _toy(seed=0, n=64):
@@ -74,13 +75,13 @@ def _model(seed):
 
 def test_fit_is_deterministic_and_leaves_global_rng_alone():
     x, y = _toy()
-    cfg = TrainConfig(epochs=15, batch_size=16, lr=0.2)
+    cfg = TrainConfig(steps=60, batch_size=16, lr=0.2, eval_every=4)
     torch.manual_seed(42)
     before = torch.random.get_rng_state()
     h1 = fit(_model(0), x, y, cfg=cfg, seed=1, device="cpu", x_val=x, y_val=y)
     assert torch.equal(before, torch.random.get_rng_state())
     h2 = fit(_model(0), x, y, cfg=cfg, seed=1, device="cpu", x_val=x, y_val=y)
-    assert h1 == h2 and h1["config"]["lr"] == 0.2 and len(h1["val_acc"]) == 15
+    assert h1["val_acc"] == h2["val_acc"] and h1["config"].lr == 0.2 and len(h1["val_acc"]) == 15
     assert h1["train_acc"][-1] > 0.8
 
 
@@ -88,9 +89,9 @@ def test_fit_validates_inputs_and_evaluate_restores_mode():
     x, y = _toy()
     m = _model(0)
     with pytest.raises(TypeError, match="cfg"):
-        fit(m, x, y, cfg={"epochs": 1}, seed=0, device="cpu")
+        fit(m, x, y, cfg={"steps": 1}, seed=0, device="cpu")
     with pytest.raises(ValueError, match="length"):
-        fit(m, x, y[:-1], cfg=TrainConfig(), seed=0, device="cpu")
+        fit(m, x, y[:-1], cfg=TrainConfig(steps=1), seed=0, device="cpu")
     m.train()
     evaluate(m, x, y, device="cpu")
     assert m.training
