@@ -93,18 +93,18 @@ def test_vgg19_and_resnet34_formulas_match_torchvision_by_kind():
         vgg, res = torchvision.models.vgg19(weights=None), torchvision.models.resnet34(weights=None)
     assert vgg19_count().as_dict() == module_param_count(vgg).as_dict()
     assert resnet34_count(shortcut="B").as_dict() == module_param_count(res).as_dict()
-    assert vgg19_count().total == 143_667_240  # the seed's VGG figure is torchvision's VGG-19, biases and head included
+    assert vgg19_count().total == 143_667_240  # the quoted VGG figure is torchvision's VGG-19, biases and head included
     with torch.device("meta"):
         vgg_bn = torchvision.models.vgg19_bn(weights=None)
     assert vgg19_count(batch_norm=True).as_dict() == module_param_count(vgg_bn).as_dict()
 
 
-def test_plain34_module_matches_the_formula_and_the_seed_figure_without_batch_norm():
+def test_plain34_module_matches_the_formula_and_the_quoted_figure_without_batch_norm():
     for bn in (True, False):
         counted = module_param_count(plain34(batch_norm=bn, device="meta"))
         assert counted.as_dict() == resnet34_count(shortcut="none", batch_norm=bn, conv_bias=not bn).as_dict()
-    seed_like = resnet34_count(shortcut="none", batch_norm=False, conv_bias=True)
-    assert seed_like.total == 21_616_232
+    no_bn = resnet34_count(shortcut="none", batch_norm=False, conv_bias=True)
+    assert no_bn.total == 21_616_232
     assert resnet34_count(shortcut="A").total == resnet34_count(shortcut="none").total
     extra = resnet34_count(shortcut="B").total - resnet34_count(shortcut="A").total
     assert extra == 64 * 128 + 128 * 256 + 256 * 512 + 2 * (128 + 256 + 512)
@@ -220,3 +220,32 @@ def test_resnet18_by_formula_matches_torchvision():
         resnet34_count(blocks=(3, 4, 6))
     with pytest.raises(ValueError, match="shortcut"):
         resnet34_count(shortcut="C")
+
+
+def test_output_size_check_fails_when_the_formula_is_off_by_one(monkeypatch):
+    real = conv_output_size
+    monkeypatch.setitem(globals(), "conv_output_size", lambda n, **kw: real(n, **kw) + (n == 7))
+    with pytest.raises(AssertionError):
+        test_conv_output_size_matches_conv2d_on_a_grid()
+
+
+def test_parameter_check_fails_when_a_count_is_inflated(monkeypatch):
+    from dlbook.conv_arith import ParamCount
+
+    real = vgg19_count
+    monkeypatch.setitem(globals(), "vgg19_count", lambda **kw: real(**kw) + ParamCount(fc_bias=500))
+    with pytest.raises(AssertionError):
+        test_vgg19_and_resnet34_formulas_match_torchvision_by_kind()
+
+
+def test_stride_three_is_worst_at_the_chapter_budget():
+    """The chapter's budget-matched comparison, at its scale, for the baseline and stride 3 (5 seeds)."""
+    from dlbook.conv_arith import train_variant
+    from dlbook.data import mnist
+    from dlbook.results import compare
+
+    data = mnist(n_train=2000, n_test=1000)
+    acc = {kw: np.array([train_variant(**dict(zip(("kernel", "stride", "padding"), kw)), seed=s, data=data,
+                                       device="cpu")["val_acc"][-1] for s in range(5)])
+           for kw in [(5, 1, 0), (3, 3, 1)]}
+    assert compare(acc[5, 1, 0], acc[3, 3, 1]).exceeds(2), acc

@@ -1,11 +1,14 @@
 """Chapter 10: weight gradients of a valid convolution, the SGD step as a sum of patches, and dw statistics."""
 
+import math
+
 import numpy as np
 import pytest
 import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from dlbook import conv_grad as G
 from dlbook.conv_grad import (DISTRIBUTIONS, conv2d_valid, conv2d_weight_grad, dw_moments_exact, dw_moments_symbolic,
                               dw_std_monte_carlo, loglog_slope, patches, sample_centred, sgd_step, weighted_patches)
 
@@ -90,15 +93,114 @@ def test_samplers_are_standardized(dist):
     assert abs(float(s.mean())) < 0.02 and abs(float(s.var()) - 1) < 0.03
 
 
-def test_monte_carlo_sd_is_linear_in_side_length():
+def check_monte_carlo_sd_is_linear(dist):
+    """Monte Carlo sd within 4.5 standard errors of (n-k+1) at every size; slope 1, not 1/2."""
     sizes, k = [8, 16, 32, 64], 3
-    sds = [dw_std_monte_carlo(n, k=k, dist="exponential", trials=96, seed=n, device="cpu") for n in sizes]
-    ratios = np.array(sds) / (np.array(sizes) - k + 1)
-    assert np.all(np.abs(ratios - 1) < 0.15)
-    fit = loglog_slope(np.array(sizes) - k + 1, sds)
-    assert fit.low < 1.0 < fit.high and abs(fit.slope - 1) < 0.05
-    assert fit.high < 0.75 or fit.low > 0.5  # the "sqrt(n)" reading (slope 1/2) is excluded
-    assert fit.low > 0.9
+    est = [dw_std_monte_carlo(n, k=k, dist=dist, trials=256, seed=n, device="cpu") for n in sizes]
+    m = np.array(sizes) - k + 1
+    z = (np.array([e.sd for e in est]) - m) / np.array([e.se for e in est])
+    assert np.all(np.abs(z) < 4.5), z
+    fit = loglog_slope(m, [e.sd for e in est])
+    assert fit.low < 1.0 < fit.high and fit.low > 0.5
+
+
+@pytest.mark.parametrize("dist", ["exponential", "student_t5", "lognormal"])
+def test_monte_carlo_sd_is_linear_in_side_length(dist):
+    check_monte_carlo_sd_is_linear(dist)
+
+
+def test_monte_carlo_check_fails_when_a_sampler_loses_its_scaling(monkeypatch):
+    real = G.sample_centred
+    monkeypatch.setattr(G, "sample_centred", lambda *a, **k: 1.5 * real(*a, **k))
+    with pytest.raises(AssertionError):
+        check_monte_carlo_sd_is_linear("student_t5")
+
+
+def test_student_t_quantile_against_closed_forms_and_tables():
+    for p in (0.6, 0.9, 0.975, 0.999):
+        assert abs(G.student_t_quantile(p, 1) - math.tan(math.pi * (p - 0.5))) < 1e-8 * max(1, math.tan(math.pi * (p - 0.5)))
+        assert abs(G.student_t_quantile(p, 2) - (2 * p - 1) / math.sqrt(2 * p * (1 - p))) < 1e-8
+    assert abs(G.student_t_quantile(0.975, 10) - 2.2281388519649385) < 1e-9  # printed tables
+    assert abs(G.student_t_quantile(0.975, 4) - 2.7764451051977987) < 1e-9
+    assert abs(G.student_t_quantile(0.025, 4) + 2.7764451051977987) < 1e-9
+    with pytest.raises(ValueError, match="p"):
+        G.student_t_quantile(1.0, 3)
+
+
+def test_slope_interval_check_fails_with_a_normal_quantile(monkeypatch):
+    monkeypatch.setattr(G, "student_t_quantile", lambda p, dof: 1.959963984540054)
+    with pytest.raises(AssertionError):
+        test_loglog_slope_interval_matches_textbook_regression()
+
+
+def brute_force_var(n, k, x_corr, g_corr):
+    """Var(dw_00) from explicit covariance matrices of the flattened fields: a plain double loop."""
+    m = n - k + 1
+    cx, cg = G.field_covariance(n, x_corr), G.field_covariance(m, g_corr)
+    pos = [(i, j) for i in range(m) for j in range(m)]
+    total = 0.0
+    for a in pos:
+        for b in pos:
+            d = (a[0] - b[0], a[1] - b[1])
+            total += float(cg[d]) * float(cx[d])  # E[dy_a dy_b] E[x_a x_b], X and dY independent
+    return total
+
+
+def check_correlated_variance(n, k, fx, fg, trials=256):
+    exact = G.dw_var_closed_form(n, k, x_corr=fx * n, g_corr=fg * n)
+    assert abs(exact - brute_force_var(n, k, fx * n, fg * n)) < 1e-9 * exact
+    est = dw_std_monte_carlo(n, k=k, trials=trials, seed=7 * n, x_corr=fx * n, g_corr=fg * n)
+    assert abs(est.sd - math.sqrt(exact)) < 4.5 * est.se, (est, math.sqrt(exact))
+
+
+@pytest.mark.parametrize("fx,fg", [(0, 0), (0, 1 / 8), (1 / 8, 0), (1 / 8, 1 / 8)])
+def test_correlated_variance_closed_form_against_loop_and_monte_carlo(fx, fg):
+    check_correlated_variance(12, 3, fx, fg)
+
+
+def test_correlated_variance_check_fails_when_closed_form_is_inflated(monkeypatch):
+    real = G.dw_var_closed_form
+    monkeypatch.setattr(G, "dw_var_closed_form", lambda *a, **k: 1.5 * real(*a, **k))
+    with pytest.raises(AssertionError):
+        check_correlated_variance(12, 3, 1 / 8, 1 / 8)
+
+
+def test_smooth_field_has_unit_variance_and_the_stated_covariance():
+    f = G.smooth_field(4000, 8, corr=2.0, generator=gen(11))
+    assert abs(float(f.var()) - 1) < 0.03
+    emp = float((f[:, :, :-1] * f[:, :, 1:]).mean())   # neighbours one pixel apart
+    assert abs(emp - math.exp(-1 / (4 * 2.0**2))) < 0.03  # Gaussian blur sd c: correlation exp(-d^2 / 4c^2)
+
+
+def test_learning_rate_transfer_slopes():
+    """One white field gives slope exactly 1 (vs m); both smooth at fixed content, close to 2."""
+    sizes = np.array([16, 32, 64, 128])
+    slope = lambda fx, fg: loglog_slope(sizes - 2, [math.sqrt(G.dw_var_closed_form(
+        int(n), 3, x_corr=fx * n, g_corr=fg * n)) for n in sizes]).slope
+    assert abs(slope(0, 0) - 1) < 1e-9 and abs(slope(0, 1 / 8) - 1) < 1e-9 and abs(slope(1 / 8, 0) - 1) < 1e-9
+    assert slope(1 / 8, 1 / 8) > 1.8
+
+
+def check_batch_norm_gradient(batch_norm_in_model=True):
+    """With batch norm: rms(dw) = sqrt(B) (n-k+1) sigma_g sqrt(1 - 1/k^2) / ||w||, whatever sigma_x."""
+    for n in (8, 16, 32):
+        for sx in (1.0, 10.0):
+            r = G.dw_bn_rms(n, k=3, batch=8, trials=48, seed=n, sigma_x=sx, w_scale=2.0,
+                            batch_norm=batch_norm_in_model)
+            pred = math.sqrt(8) * (n - 2) * math.sqrt(1 - 1 / 9) / 2.0
+            assert abs(r.sd - pred) < 4.5 * r.se, (n, sx, r, pred)
+
+
+def test_batch_norm_keeps_the_linear_growth_and_removes_the_input_scale():
+    check_batch_norm_gradient()
+    plain = [G.dw_bn_rms(n, k=3, batch=8, trials=32, seed=n, batch_norm=False) for n in (8, 16, 32)]
+    for n, r in zip((8, 16, 32), plain):  # no normalization: sqrt(B) (n-k+1) sigma_x sigma_g
+        assert abs(r.sd - math.sqrt(8) * (n - 2)) < 4.5 * r.se
+
+
+def test_batch_norm_check_fails_without_batch_norm():
+    with pytest.raises(AssertionError):
+        check_batch_norm_gradient(batch_norm_in_model=False)
 
 
 def test_loglog_slope_exact_and_validation():
@@ -124,6 +226,10 @@ def test_bad_arguments():
         sample_centred("cauchy", (3,), generator=gen(0))
     with pytest.raises(ValueError, match="trials"):
         dw_std_monte_carlo(8, k=3, dist="uniform", trials=1, seed=0)
+    with pytest.raises(TypeError, match="k"):
+        dw_std_monte_carlo(8, k=2.5, dist="uniform", trials=4, seed=0)
+    with pytest.raises(ValueError, match="corr"):
+        G.smooth_field(2, 8, corr=-1.0, generator=gen(0))
 
 
 def test_loglog_slope_interval_matches_textbook_regression():
@@ -139,7 +245,7 @@ def test_loglog_slope_interval_matches_textbook_regression():
     assert abs((f.high - f.slope) / f.stderr - 2.2281388519649385) < 1e-9  # t quantile, 10 d.o.f., 97.5 %
 
 
-def test_adam_and_batchnorm_ignore_the_gradient_scale():
+def test_adam_ignores_the_gradient_scale_and_batchnorm_output_ignores_the_kernel_scale():
     steps = []
     for scale in (1.0, 254.0):
         w = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)

@@ -1,10 +1,17 @@
 """Chapter 11: max/average/min pooling forward and backward against PyTorch, tie rule, robustness measurements."""
 
+import math
+from statistics import NormalDist
+
+import numpy as np
 import pytest
 import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from dlbook import pooling as P
+from dlbook.data import mnist
+from dlbook.results import compare
 from dlbook.pooling import (avgpool_backward, avgpool_forward, corrupt, maxpool_backward, maxpool_forward,
                             minpool_forward, noise_sensitivity, pool, pool_geometry, shift, shift_sensitivity, windows)
 
@@ -69,6 +76,106 @@ def test_stacked_pools_equal_one_big_pool():
     x = torch.randn(3, 16, 16, generator=gen(2), dtype=torch.float64)
     for kind in ("max", "avg"):
         assert torch.allclose(pool(pool(x, kind, kernel=2), kind, kernel=2), pool(x, kind, kernel=4))
+
+
+def check_stacked_max_routing(n=400):
+    """Stacked and single max pools against PyTorch's layers and autograd; ties make them differ."""
+    g = gen(12)
+    out = {}
+    for name, x in {"ties": torch.randint(0, 2, (n, 4, 4), generator=g).double(),
+                    "gauss": torch.randn(n, 4, 4, generator=g, dtype=torch.float64)}.items():
+        dy = torch.ones(n, 1, 1, dtype=torch.float64)
+        xr = x[:, None].clone().requires_grad_()
+        F.max_pool2d(F.max_pool2d(xr, 2), 2).sum().backward()
+        stacked = P.stacked_max_backward(x, dy, [2, 2])
+        assert torch.equal(stacked, xr.grad[:, 0])
+        xr = x[:, None].clone().requires_grad_()
+        F.max_pool2d(xr, 4).sum().backward()
+        single = P.stacked_max_backward(x, dy, [4])
+        assert torch.equal(single, xr.grad[:, 0])
+        out[name] = float((single != stacked).flatten(1).any(1).double().mean())
+    assert out["ties"] > 0.05 and out["gauss"] == 0.0
+    return out
+
+
+def test_stacked_max_pools_route_ties_differently_from_one_big_pool():
+    check_stacked_max_routing()
+    x = torch.tensor([[0., 0., 0., 1.], [0., 1., 0., 0.], [0., 0., 0., 0.], [0., 0., 0., 0.]])
+    assert P.stacked_max_backward(x, torch.ones(1, 1), [4])[0, 3] == 1
+    assert P.stacked_max_backward(x, torch.ones(1, 1), [2, 2])[1, 1] == 1
+
+
+def test_routing_check_fails_when_ties_go_to_the_last_maximum(monkeypatch):
+    real = P.maxpool_forward
+
+    def last_max(x, *, kernel, stride=None):   # break the tie rule: flip, take the first, flip back
+        y, idx = real(x.flip(-1, -2), kernel=kernel, stride=stride)
+        return y.flip(-1, -2), (x.shape[-2] * x.shape[-1] - 1 - idx).flip(-1, -2)
+
+    monkeypatch.setattr(P, "maxpool_forward", last_max)
+    with pytest.raises(AssertionError):
+        check_stacked_max_routing()
+
+
+def test_avgpool_check_fails_when_the_share_is_wrong(monkeypatch):
+    real = P.avgpool_backward
+    monkeypatch.setattr(P, "avgpool_backward", lambda dy, shape, **k: 1.5 * real(dy, shape, **k))
+    x = torch.randn(1, 1, 6, 6, generator=gen(13), dtype=torch.float64, requires_grad=True)
+    F.avg_pool2d(x, 2).backward(torch.ones(1, 1, 3, 3, dtype=torch.float64))
+    assert not torch.allclose(P.avgpool_backward(torch.ones(1, 1, 3, 3, dtype=torch.float64), x.shape, kernel=2), x.grad)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return mnist(n_train=2560, n_test=16, seed=0)
+
+
+def test_noise_orderings_on_mnist_over_ten_seeds(digits):
+    x = digits.x_train[:256, 0]
+    per = {(n, k): np.array([P.noise_sensitivity(x, kind=k, noise=n, level=lv, seed=s) for s in range(10)])
+           for n, lv in [("gaussian", 0.2), ("salt", 0.05), ("pepper", 0.05)] for k in ("none", "max", "avg")}
+    for better, worse in [(("gaussian", "avg"), ("gaussian", "max")), (("gaussian", "avg"), ("gaussian", "none")),
+                          (("salt", "none"), ("salt", "max")), (("salt", "avg"), ("salt", "none")),
+                          (("pepper", "max"), ("pepper", "avg")), (("pepper", "avg"), ("pepper", "none"))]:
+        assert compare(per[worse], per[better], paired=True).exceeds(2), (better, worse)
+
+
+def test_shift_measures_on_raw_digits_and_float_feature_maps(digits):
+    def one_set(s):
+        x = digits.x_train[256 * s:256 * (s + 1)]
+        out = {}
+        for src, z in {"raw": x[:, 0], "feat": P.relu_feature_maps(x, filters=2, seed=s)}.items():
+            for kind, k in [("none", 1), ("max", 2), ("max", 7), ("avg", 7)]:
+                r = P.shift_sensitivity(z, kind=kind, kernel=k, shifts=[1])[0]
+                out[src, kind, k] = (r["relative change"], r["unchanged"])
+        return out
+
+    sets = [one_set(s) for s in range(10)]
+    rc = lambda *key: np.array([d[key][0] for d in sets])
+    un = lambda *key: np.array([d[key][1] for d in sets])
+    assert compare(rc("raw", "max", 7), rc("raw", "avg", 7), paired=True).exceeds(2)   # average wins L2, raw
+    assert compare(rc("feat", "avg", 7), rc("feat", "max", 7), paired=True).exceeds(2)  # max wins, features
+    assert compare(un("raw", "max", 2), un("feat", "max", 2), paired=True).exceeds(2)   # 8-bit plateaus inflate
+    assert un("feat", "none", 1).max() < 0.01 < un("raw", "none", 1).min()
+
+
+def test_min_pool_after_relu_live_windows_match_normal_cdf():
+    z = torch.randn(64, 32, 32, generator=gen(14))
+    n_win = 64 * 16 * 16
+    for b in (-1.0, 0.0, 1.0, 2.0, 3.0):
+        live = float((minpool_forward(torch.relu(z + b), kernel=2) > 0).float().mean())
+        pred = NormalDist().cdf(b) ** 4   # all four independent units active
+        assert abs(live - pred) < 5 * math.sqrt(pred * (1 - pred) / n_win) + 1e-9, (b, live, pred)
+
+
+def test_max_of_four_normals_moments_by_monte_carlo():
+    v = torch.randn(400_000, 4, generator=gen(15), dtype=torch.float64).max(1).values
+    u = np.linspace(-10, 10, 20001)
+    phi = np.exp(-u**2 / 2) / math.sqrt(2 * math.pi)
+    dens = 4 * phi * (0.5 * (1 + np.vectorize(math.erf)(u / math.sqrt(2)))) ** 3
+    m1 = np.trapezoid(u * dens, u)
+    sd = math.sqrt(np.trapezoid(u**2 * dens, u) - m1**2)
+    assert abs(float(v.mean()) - m1) < 5 * sd / math.sqrt(len(v)) and abs(float(v.std()) - sd) < 0.005
 
 
 def test_worked_examples_shifted_squares():

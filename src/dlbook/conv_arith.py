@@ -1,4 +1,7 @@
-"""Convolution arithmetic: output sizes, parameter and multiply-add counts, and the networks of chapter 9."""
+"""Convolution arithmetic: output sizes, parameter and multiply-add counts, and the networks of chapter 9.
+
+Topic module of chapter 9; imports only the core (checks, runtime, train, metrics).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checks
+from .metrics import param_count
+from .runtime import seeded
+from .train import TrainConfig, fit
+
 SHORTCUTS = ("none", "A", "B")
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
              512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -16,11 +24,7 @@ RESNET_WIDTHS = (64, 128, 256, 512)
 
 
 def _int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
+    return checks.integer(name, value, low=minimum)
 
 
 def conv_output_size(n: int, *, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
@@ -132,8 +136,7 @@ def vgg19_count(*, num_classes: int = 1000, batch_norm: bool = False, image: int
 def resnet34_count(*, shortcut: str = "B", batch_norm: bool = True, conv_bias: bool = False,
                    num_classes: int = 1000, image: int = 224, blocks: tuple = RESNET34_BLOCKS) -> ParamCount:
     """34-layer net of He et al. by formula; shortcut 'none' (plain), 'A' (identity/zero-pad) or 'B' (1x1 projection)."""
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    checks.choice("shortcut", shortcut, SHORTCUTS)
     if not isinstance(blocks, (tuple, list)) or len(blocks) != len(RESNET_WIDTHS):
         raise ValueError(f"blocks must give the number of blocks of each of the 4 stages, got {blocks!r}")
     blocks = [_int("blocks", b, 1) for b in blocks]
@@ -162,7 +165,7 @@ def module_param_count(model: nn.Module) -> ParamCount:
             for pname, kind in zip(("weight", "bias"), kinds[type(m)]):
                 p = getattr(m, pname)
                 counts[kind] += p.numel() if p is not None else 0
-    if sum(counts.values()) != sum(p.numel() for p in model.parameters()):
+    if sum(counts.values()) != param_count(model):
         raise ValueError("model has parameters outside Conv2d, BatchNorm2d and Linear layers")
     return ParamCount(**counts)
 
@@ -178,16 +181,18 @@ def plain34(*, num_classes: int = 1000, batch_norm: bool = True, seed: int = 0, 
         layers = [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=not batch_norm)]
         return layers + ([nn.BatchNorm2d(c_out)] if batch_norm else []) + [nn.ReLU(inplace=True)]
 
-    with torch.random.fork_rng(devices=[]), torch.device(_build_device(device)):
-        torch.default_generator.manual_seed(_int("seed", seed, 0))  # CPU only: fork_rng restores just that one
-        layers = conv(3, 64, 7, 2) + [nn.MaxPool2d(3, stride=2, padding=1)]
-        c = 64
-        for stage, (nblocks, width) in enumerate(zip(RESNET34_BLOCKS, RESNET_WIDTHS)):
-            for b in range(2 * nblocks):  # two 3x3 convs per (absent) residual block
-                layers += conv(c, width, 3, 2 if stage > 0 and b == 0 else 1)
-                c = width
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, _int("num_classes", num_classes, 1))]
-    return nn.Sequential(*layers).to(device)
+    def build():
+        with torch.device(_build_device(device)):
+            layers = conv(3, 64, 7, 2) + [nn.MaxPool2d(3, stride=2, padding=1)]
+            c = 64
+            for stage, (nblocks, width) in enumerate(zip(RESNET34_BLOCKS, RESNET_WIDTHS)):
+                for b in range(2 * nblocks):  # two 3x3 convs per (absent) residual block
+                    layers += conv(c, width, 3, 2 if stage > 0 and b == 0 else 1)
+                    c = width
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, _int("num_classes", num_classes, 1))]
+            return nn.Sequential(*layers)
+
+    return seeded(build, seed=checks.seed(seed)).to(device)
 
 
 def mnist_cnn(*, kernel: int = 5, stride: int = 1, padding: int = 0, channels: tuple = (10, 20), hidden: int = 100,
@@ -199,12 +204,14 @@ def mnist_cnn(*, kernel: int = 5, stride: int = 1, padding: int = 0, channels: t
     n = _int("image", image, 1)
     for _ in channels:  # fail here, naming the argument, rather than inside the first forward pass
         n = pool_output_size(conv_output_size(n, kernel=kernel, stride=stride, padding=padding), kernel=2)
-    with torch.random.fork_rng(devices=[]), torch.device(_build_device(device)):
-        torch.default_generator.manual_seed(_int("seed", seed, 0))  # CPU only: fork_rng restores just that one
-        model = nn.Sequential(
-            nn.Conv2d(1, c1, kernel, stride=stride, padding=padding), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel, stride=stride, padding=padding), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Flatten(), nn.Linear(c2 * n * n, _int("hidden", hidden, 1)), nn.ReLU(), nn.Linear(hidden, 10))
+    def build():
+        with torch.device(_build_device(device)):
+            return nn.Sequential(
+                nn.Conv2d(1, c1, kernel, stride=stride, padding=padding), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Conv2d(c1, c2, kernel, stride=stride, padding=padding), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Flatten(), nn.Linear(c2 * n * n, _int("hidden", hidden, 1)), nn.ReLU(), nn.Linear(hidden, 10))
+
+    model = seeded(build, seed=checks.seed(seed))
     # channels-last makes CPU max-pooling about 3x faster; the arithmetic is unchanged
     return model.to(device, memory_format=torch.channels_last)
 
@@ -234,5 +241,18 @@ def layer_table(model: nn.Sequential, x: torch.Tensor) -> list[dict]:
             elif isinstance(layer, nn.Linear):
                 macs = layer.weight.numel()
             rows.append({"layer": _label(layer), "output shape": tuple(x.shape[1:]),
-                         "parameters": sum(p.numel() for p in layer.parameters()), "MACs": macs})
+                         "parameters": param_count(layer), "MACs": macs})
     return rows
+
+
+# the chapter's fixed training budget: 100 Adam steps of 64 images (fits a 90-second chapter)
+BUDGET = TrainConfig(steps=100, batch_size=64, optimizer="adam", lr=2e-3, eval_every=25)
+
+
+def train_variant(*, kernel: int, stride: int, padding: int, seed: int, data, device,
+                  cfg: TrainConfig = BUDGET) -> dict:
+    """Train mnist_cnn(kernel, stride, padding) from `seed` on data.x_train for cfg.steps steps;
+    the history of train.fit, evaluated on data.x_test."""
+    model = mnist_cnn(kernel=kernel, stride=stride, padding=padding, seed=seed, device=device)
+    return fit(model, data.x_train, data.y_train, cfg=cfg, seed=seed, device=device,
+               x_val=data.x_test, y_val=data.y_test)

@@ -1,16 +1,21 @@
-"""Max, average and min pooling by hand (any kernel and stride, no padding): forward, backward, and robustness measurements."""
+"""Max, average and min pooling by hand (any kernel and stride, no padding): forward, backward,
+stacked routing, and robustness measurements of one pooling layer.
+
+Topic module of chapter 11; imports only the core.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from . import checks
+
 
 def _pair(name: str, v) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = (v, v)
-    if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in v)):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
-    return v
+    if isinstance(v, tuple) and len(v) == 2:
+        return checks.positive_int(name, v[0]), checks.positive_int(name, v[1])
+    v = checks.positive_int(name, v)
+    return v, v
 
 
 def pool_geometry(shape, kernel, stride=None) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -27,8 +32,7 @@ def pool_geometry(shape, kernel, stride=None) -> tuple[tuple[int, int], tuple[in
 
 def windows(x: torch.Tensor, kernel, stride=None) -> torch.Tensor:
     """The pooling windows of x as a view: (..., H, W) -> (..., oh, ow, kh, kw)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    checks.tensor("x", x)
     (kh, kw), (sh, sw), _ = pool_geometry(x.shape, kernel, stride)
     return x.unfold(-2, kh, sh).unfold(-2, kw, sw)
 
@@ -80,6 +84,7 @@ def minpool_forward(x: torch.Tensor, *, kernel, stride=None) -> torch.Tensor:
 
 def pool(x: torch.Tensor, kind: str, *, kernel, stride=None) -> torch.Tensor:
     """Pool with kind in {"max", "avg", "min", "none"} ("none" returns x): (..., H, W) -> (..., oh, ow)."""
+    checks.choice("kind", kind, ("max", "avg", "min", "none"))
     if kind == "max":
         return maxpool_forward(x, kernel=kernel, stride=stride)[0]
     if kind == "avg":
@@ -88,7 +93,19 @@ def pool(x: torch.Tensor, kind: str, *, kernel, stride=None) -> torch.Tensor:
         return minpool_forward(x, kernel=kernel, stride=stride)
     if kind == "none":
         return x
-    raise ValueError(f"kind must be 'max', 'avg', 'min' or 'none', got {kind!r}")
+
+
+def stacked_max_backward(x: torch.Tensor, dy: torch.Tensor, kernels) -> torch.Tensor:
+    """dX of max pools applied in turn with the given kernels (stride = kernel), each routing by
+    the first-maximum rule: (..., H, W) -> (..., H, W)."""
+    shapes, indices = [], []
+    for k in kernels:
+        shapes.append(x.shape)
+        x, idx = maxpool_forward(x, kernel=k)
+        indices.append(idx)
+    for shape, idx in zip(reversed(shapes), reversed(indices)):
+        dy = maxpool_backward(dy, idx, shape)
+    return dy
 
 
 NOISES = ("gaussian", "salt", "pepper")
@@ -96,10 +113,11 @@ NOISES = ("gaussian", "salt", "pepper")
 
 def corrupt(x: torch.Tensor, noise: str, *, level: float, generator: torch.Generator) -> torch.Tensor:
     """Pixel noise: "gaussian" adds N(0, level^2); "salt"/"pepper" set a fraction `level` of pixels to 1/0."""
-    if noise not in NOISES:
-        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-    if not (isinstance(level, (int, float)) and level >= 0 and (noise == "gaussian" or level <= 1)):
-        raise ValueError(f"level must be >= 0 (and <= 1 for salt/pepper), got {level!r}")
+    checks.choice("noise", noise, NOISES)
+    if noise == "gaussian":
+        checks.nonnegative("level", level)
+    else:
+        checks.probability("level", level, allow_one=True)
     if noise == "gaussian":
         return x + level * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     hit = torch.rand(x.shape, generator=generator, device=x.device) < level
@@ -116,7 +134,7 @@ def noise_sensitivity(x: torch.Tensor, *, kind: str, noise: str, level: float, k
                       seed: int) -> float:
     """Mean relative change of the pooled map when pixels of x (N, H, W) are corrupted by `noise`."""
     g = torch.Generator(device=x.device)
-    g.manual_seed(seed)
+    g.manual_seed(checks.seed(seed))
     noisy = corrupt(x, noise, level=level, generator=g)
     return float(relative_change(pool(x, kind, kernel=kernel, stride=stride),
                                  pool(noisy, kind, kernel=kernel, stride=stride)).mean())
@@ -144,3 +162,13 @@ def shift_sensitivity(x: torch.Tensor, *, kind: str, shifts, kernel=2, stride=No
         rows.append({"shift": int(s), "relative change": float(relative_change(base, moved).mean()),
                      "unchanged": float(same.sum() / live.sum())})
     return rows
+
+
+def relu_feature_maps(x: torch.Tensor, *, filters: int, seed: int, k: int = 5) -> torch.Tensor:
+    """ReLU responses of `filters` random k x k filters (N(0, 1/k^2) weights): (N, 1, H, W) ->
+    (N * filters, H-k+1, W-k+1), float-valued maps without the plateaus of 8-bit pixels."""
+    checks.tensor("x", x, ndim=4)
+    g = torch.Generator()
+    g.manual_seed(checks.seed(seed))
+    w = torch.randn(checks.positive_int("filters", filters), 1, k, k, generator=g) / k
+    return torch.relu(torch.nn.functional.conv2d(x, w.to(x.device, x.dtype))).flatten(0, 1)
