@@ -97,6 +97,14 @@ def train_mlps(x, y, *, cfg, seeds, hidden: int, x_val=None, y_val=None, device=
     return hist | {"models": models}
 
 
+def lr_cuts(steps, lrs) -> np.ndarray:
+    """Evaluation steps after which the learning rate was lowered (the next recorded lr is smaller)."""
+    steps, lrs = np.asarray(steps), np.asarray(lrs, dtype=float)
+    if steps.shape != lrs.shape or steps.ndim != 1:
+        raise ValueError(f"steps and lrs must be 1-D of one length, got {steps.shape} and {lrs.shape}")
+    return steps[:-1][lrs[1:] < lrs[:-1]]
+
+
 def error_around(steps, errors, at: int, *, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean error (K,) of errors (K, T) over the `width` evaluations before and after step `at`."""
     steps = np.asarray(steps)

@@ -19,6 +19,7 @@ METHOD_COLORS = {
     "cnn": PALETTE[0], "mlp": PALETTE[1], "max": PALETTE[0], "avg": PALETTE[1], "min": PALETTE[2],
     "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
     "l2": PALETTE[3], "decoupled": PALETTE[4], "plain": PALETTE[7], "residual": PALETTE[0],
+    "constant lr": PALETTE[7], "step decay": PALETTE[5], "plateau": PALETTE[1],
 }
 
 RC = {
