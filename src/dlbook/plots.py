@@ -20,6 +20,7 @@ METHOD_COLORS = {
     "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
     "l2": PALETTE[3], "decoupled": PALETTE[4], "no decay": PALETTE[7], "weight decay": PALETTE[3],
     "plain": PALETTE[7], "residual": PALETTE[0],
+    "constant lr": PALETTE[7], "step decay": PALETTE[5], "plateau": PALETTE[1],
 }
 
 RC = {
