@@ -440,6 +440,8 @@ def build(root: Path = ROOT, env: dict | None = None) -> list[Path]:
 
 def write_binder(root: Path, config: dict, out: Path) -> None:
     """binder/ for the notebooks branch: the CPU-only torch environment plus the book's package."""
+    if not (root / "binder").is_dir() or not (root / "pyproject.toml").is_file():
+        return  # a throwaway book (tools/check_chapter.py) publishes nothing
     dest = out / "binder"
     dest.mkdir(parents=True, exist_ok=True)
     for f in (root / "binder").iterdir():
