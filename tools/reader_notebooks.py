@@ -90,7 +90,8 @@ def _translator_class():
             from myst_nb.core.read import read_myst_markdown_notebook
 
             path = Path(self.builder.env.doc2path(self.docname))
-            if path.suffix != ".md":
+            self.source_cells = []
+            if path.suffix != ".md":  # the book's pages are MyST notebooks; others get no hidden cells
                 return []
             nb = read_myst_markdown_notebook(path.read_text(), add_source_map=True)
             lines = nb.metadata.get("source_map", [0] * len(nb.cells))
