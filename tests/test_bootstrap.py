@@ -179,13 +179,29 @@ def test_colab_keeps_its_preinstalled_torch():
 
 def top_level_imports(source: str) -> set[str]:
     code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+    tree = ast.parse(code)
+    # `try: import x / except ImportError:` is an optional import (dlbook.gluing's myst-nb): not required
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in node.handlers):
+            optional.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found = set()
-    for node in ast.walk(ast.parse(code)):
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
     return found
+
+
+def test_only_guarded_imports_count_as_optional():
+    assert top_level_imports("try:\n    import myst_nb\nexcept ImportError:\n    pass") == set()
+    assert top_level_imports("try:\n    import myst_nb\nexcept KeyError:\n    pass") == {"myst_nb"}
+    assert top_level_imports("from myst_nb import glue") == {"myst_nb"}
 
 
 def test_package_dependencies_cover_every_import():
