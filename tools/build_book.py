@@ -214,6 +214,11 @@ def main(argv=None) -> None:
     write_execution_page(root)
     sphinx_build(root, args.builder)
     publish_executed_notebooks(root)
+    if args.builder == "html":  # reader notebooks for Colab/Binder: tools/reader_notebooks.py
+        sys.path.insert(0, str(Path(__file__).parent))
+        import reader_notebooks
+
+        reader_notebooks.build(root, env=build_env())
     t2 = time.perf_counter()
     print(f"execution {t1 - t0:.1f} s, rendering {t2 - t1:.1f} s; open {root / '_build' / 'html' / 'index.html'}")
 

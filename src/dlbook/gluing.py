@@ -26,10 +26,28 @@ def plain(value):
     raise TypeError(f"value must be a number, bool or str, got {type(value).__name__}")
 
 
+def glue(name: str, value, *, display: bool = False) -> None:
+    """Glue any displayable `value` (a figure, a table) under `name` for the book build.
+
+    myst-nb is imported here, only when something is glued, and only if installed: the package
+    does not depend on it. Without it (a reader notebook in Colab or Binder, whose prose already
+    carries the values) nothing is recorded, and `value` is shown only when `display` is true.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        if display:
+            from IPython.display import display as show
+
+            show(value)
+        return
+    myst_glue(name, value, display=display)
+
+
 def glue_number(name: str, value, *, display: bool = False):
     """Glue `value` under `name` as a plain Python number; returns the plain value."""
-    from myst_nb import glue
-
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
     v = plain(value)
@@ -59,8 +77,6 @@ def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = Non
 
 def glue_table(name: str, rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = None, display: bool = False):
     """Glue a results table (see `table`) under `name`; returns the DataFrame."""
-    from myst_nb import glue
-
     df = table(rows, floatfmt=floatfmt, index=index)
     glue(name, df, display=display)
     return df
@@ -72,8 +88,6 @@ def glue_values(name: str, values) -> list:
     The page does not show it; tests read it back from the executed notebook to assert a claim
     with its spread (tests/conftest.py: `glued`).
     """
-    from myst_nb import glue
-
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
     arr = np.asarray(values, dtype=float)

@@ -1,0 +1,493 @@
+"""Reader notebooks (tools/reader_notebooks.py): plain Jupyter notebooks that read like the site.
+
+1. Each construct, on a small probe book built here (cite, ref, numref, eq, targets, labelled
+   equations, admonitions, exercises and solutions, glue, hidden cells, the bootstrap cell).
+2. The built book (`make book` first): one reader notebook per chapter under _build/colab/, laid
+   out as the launch URLs expect, no MyST left, every glued value in the prose, every code cell of
+   the chapter present and in order.
+3. Outside the repository, as Colab runs them: a fresh virtual environment (cached under _build/,
+   keyed on pyproject.toml) gets only `pip install` of the package (no [book] extra); its
+   dependency tree holds no Sphinx, myst-nb or jupyter-book; each reader notebook executes top to
+   bottom there. Every chapter runs in CI (CI set) or with DLBOOK_READER_NOTEBOOKS=all; otherwise
+   the two fastest chapters (by the build's execution times), or a comma list of chapter stems.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import BOOK_ROOT, REPO, load_book_config
+
+sys.path.insert(0, str(REPO / "tools"))
+
+import build_book  # noqa: E402
+import reader_notebooks  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CONFIG = load_book_config(REPO)
+SITE = CONFIG["sphinx"]["config"]["tojupyter_urlpath"]
+BOOTSTRAP = (REPO / "chapters" / "_bootstrap_cell.py").read_text().strip("\n")
+BUILD_TOOLS = {"sphinx", "myst-nb", "myst-parser", "jupyter-book", "sphinx-tojupyter", "docutils",
+               "jupytext", "sphinx-book-theme", "sphinxcontrib-bibtex", "sphinx-exercise"}
+
+# --- MyST that must not survive in a reader notebook's markdown --------------------------------
+MYST = {
+    "role": re.compile(r"\{[A-Za-z][\w:+.-]*\}`"),                      # {cite}`k`, {glue:text}`x`
+    "directive": re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\s*\{[\w:.-]+\}", re.M),  # ```{exercise}, :::{note}
+    "directive option": re.compile(r"^:(label|name|class|tags|key):", re.M),
+    "target": re.compile(r"^\s*\([\w:.-]+\)=\s*$", re.M),                 # (label)=
+    "labelled equation": re.compile(r"\$\$\s*\([\w:.-]+\)"),               # $$ (label)
+    "glue": re.compile(r"glue:"),
+}
+
+
+def myst_left(markdown: str) -> list[str]:
+    """The kinds of MyST syntax found in `markdown` (math and code spans excluded)."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)   # fenced code shows text verbatim
+    return [kind for kind, rx in MYST.items() if rx.search(text)]
+
+
+def markdown_of(nb) -> str:
+    return "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def code_sources(nb) -> list[str]:
+    return [c.source.removeprefix(reader_notebooks.HIDDEN_COMMENT + "\n").strip("\n")
+            for c in nb.cells if c.cell_type == "code"]
+
+
+def test_the_myst_detector_finds_each_kind():
+    """The check below can fail: each kind of MyST markup is caught, plain markdown is not."""
+    samples = {
+        "role": "see {ref}`sec-x` and {cite}`k`",
+        "directive": ":::{admonition} Title\nbody\n:::",
+        "directive option": "```text\n```\n:label: ex-1",
+        "target": "(sec-x)=\n# Title",
+        "labelled equation": "$$\nx\n$$ (eq-x)",
+        "glue": "the accuracy is {glue:text}`acc:.3f`",
+    }
+    for kind, text in samples.items():
+        assert kind in myst_left(text), (kind, text)
+    plain = ("# 1. Title\n\n> **Note**\n>\n> $x_{ij}$ and $$\\sum_i x_i \\tag{1.1}$$\n\n"
+             "[Eq. 1.1](https://site/x.html#equation-a) | a | b |\n\n```python\n{glue:text}`x`\n```")
+    assert myst_left(plain) == []
+
+
+# --- 1. each construct, on a probe book -------------------------------------------------------
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+PROBE = HEADER + """
+(ch-probe)=
+# A probe chapter
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+BOOTSTRAP
+```
+
+```{code-cell} ipython3
+from dlbook.gluing import glue, glue_number
+import matplotlib.pyplot as plt
+x = 21
+```
+
+Dropout {cite}`hinton2012improving,srivastava2014dropout` is old. See {ref}`sec-second`,
+{ref}`the other chapter <ch-other>` and {numref}`fig-probe`.
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+glue_number("probe_answer", 2 * x)
+glue_number("probe_ratio", 0.123456)
+```
+
+The answer is {glue:text}`probe_answer` and the ratio is {glue:text}`probe_ratio:.3f`.
+
+$$
+y = w x + b
+$$ (eq-line)
+
+Equation {eq}`eq-line` is a line; inline $a^2$ costs \\$5.
+
+:::{admonition} Conventions used here
+:class: important
+The **drop rate** $q$ is zeroed.
+
+- item one
+- item two
+:::
+
+:::{important}
+Read this.
+:::
+
+(sec-second)=
+## A second section
+
+```{code-cell} ipython3
+:tags: [hide-input]
+fig, ax = plt.subplots()
+ax.plot([1, 2])
+glue("probe_fig", fig, display=False)
+```
+
+```{glue:figure} probe_fig
+:name: fig-probe
+
+A probe figure.
+```
+
+```{code-cell} ipython3
+:tags: [remove-input]
+print("shown without its code")
+```
+
+## Exercises
+
+```{exercise} More inputs
+:label: ex-more
+Repeat for $d$ inputs, using {eq}`eq-line`.
+```
+
+```{solution} ex-more
+:class: dropdown
+The answer is {glue:text}`probe_answer`.
+```
+""".replace("BOOTSTRAP", BOOTSTRAP)
+
+OTHER = HEADER + """
+(ch-other)=
+# Another chapter
+
+Back to {ref}`ch-probe`.
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> nbformat.NotebookNode:
+    """The reader notebook of the probe chapter, built as `make book` builds the real ones."""
+    root = tmp_path_factory.mktemp("reader_probe")
+    for name in ("_config.yml", "references.bib", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    for folder in ("_static", "tools", "binder"):
+        shutil.copytree(REPO / folder, root / folder)
+    (root / "appendix").mkdir()
+    shutil.copy(REPO / "appendix" / "bibliography.md", root / "appendix" / "bibliography.md")
+    (root / "chapters").mkdir()
+    (root / "chapters" / "01_probe.md").write_text(PROBE)
+    (root / "chapters" / "02_other.md").write_text(OTHER)
+    (root / "intro.md").write_text("# Probe book\n\nA probe.\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: Chapters\n    numbered: true\n    chapters:\n"
+        "      - file: chapters/01_probe\n      - file: chapters/02_other\n"
+        "  - caption: Back matter\n    chapters:\n      - file: appendix/bibliography\n")
+    build_book.execute_missing(root, jobs=1, timeout=120)
+    written = reader_notebooks.build(root, env=build_book.build_env())
+    assert [p.relative_to(root / reader_notebooks.OUT).as_posix() for p in written] == [
+        "chapters/01_probe.ipynb", "chapters/02_other.ipynb"]
+    return nbformat.read(written[0], as_version=4)
+
+
+def test_probe_has_no_myst_left(probe):
+    assert myst_left(markdown_of(probe)) == []
+
+
+def test_probe_first_cell_is_the_bootstrap(probe):
+    assert probe.cells[0].cell_type == "code" and probe.cells[0].source == BOOTSTRAP
+
+
+def test_probe_glued_values_are_in_the_prose(probe):
+    md = markdown_of(probe)
+    assert "The answer is 42 and the ratio is 0.123." in md
+    assert "The answer is 42." in md  # inside the solution too
+
+
+def test_probe_citations_are_author_year_links_to_the_bibliography(probe):
+    bib = re.escape(SITE + "appendix/bibliography.html#")
+    assert re.search(rf"Dropout \(\[Hinton \*et al\.\*, 2012\]\({bib}[\w-]+\), "
+                     rf"\[Srivastava \*et al\.\*, 2014\]\({bib}[\w-]+\)\) is old", markdown_of(probe))
+
+
+def test_probe_cross_references_link_to_the_site(probe):
+    md = markdown_of(probe)
+    page = SITE + "chapters/01_probe.html"
+    assert f"[1.1. A second section]({page}#sec-second)" in md or f"[A second section]({page}#sec-second)" in md
+    assert f"[the other chapter]({SITE}chapters/02_other.html#ch-other)" in md
+    assert f"[Fig. 1.1]({page}#fig-probe)" in md
+    assert f"[Eq. 1.1]({page}#equation-eq-line)" in md
+    assert "<a id=" not in md  # no HTML anchors: the targets live on the site
+
+
+def test_probe_labelled_equation_is_tagged_as_on_the_site(probe):
+    assert "$$\ny = w x + b \\tag{1.1}\n$$" in markdown_of(probe)
+    assert "inline $a^2$ costs \\$5." in markdown_of(probe)
+
+
+def test_probe_sections_and_figures_are_numbered_as_on_the_site(probe):
+    md = markdown_of(probe)
+    assert "# 1. A probe chapter" in md and "## 1.1. A second section" in md
+    assert re.search(r"!\[figure\]\(data:image/png;base64,[A-Za-z0-9+/=]{100,}\)\s+\*\*Fig\. 1\.1\*\* A probe figure\.", md)
+
+
+def test_probe_admonitions_are_block_quotes_with_a_bold_title(probe):
+    md = markdown_of(probe)
+    assert ("> **Conventions used here**\n>\n> The **drop rate** $q$ is zeroed.\n>\n"
+            "> - item one\n> - item two") in md
+    assert "> **Important**\n>\n> Read this." in md
+
+
+def test_probe_exercises_are_headings_and_solutions_collapsed(probe):
+    md = markdown_of(probe)
+    assert re.search(r"^### Exercise 1\.1 \(More inputs\)\n\nRepeat for \$d\$ inputs, using \[Eq\. 1\.1\]", md, re.M)
+    assert re.search(r"<details>\n<summary>Solution to Exercise 1\.1 \(More inputs\)</summary>\n\n"
+                     r"The answer is 42\.\n+</details>", md)
+
+
+def test_probe_hidden_cells_stay_executable_where_they_stood(probe):
+    cells = [(c.cell_type, c.source) for c in probe.cells]
+    hidden = [i for i, (t, s) in enumerate(cells) if t == "code" and s.startswith(reader_notebooks.HIDDEN_COMMENT)]
+    assert len(hidden) == 2  # the glue cell (remove-cell) and the print (remove-input)
+    glue_cell = hidden[0]
+    assert "glue_number(\"probe_answer\"" in cells[glue_cell][1]
+    assert cells[glue_cell - 1][1].startswith("Dropout") and cells[glue_cell + 1][1].startswith("The answer is 42")
+    assert 'print("shown without its code")' in cells[hidden[1]][1]
+    assert all(not c.get("outputs") for c in probe.cells if c.cell_type == "code")
+    assert probe.metadata.kernelspec.name == "python3" and probe.metadata.kernelspec.language == "python"
+
+
+def test_probe_code_cells_are_the_chapters_in_order(probe):
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    source = read_myst_markdown_notebook(PROBE)
+    expected = [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
+    assert code_sources(probe) == expected
+
+
+# --- 2. the built book -----------------------------------------------------------------------
+
+def chapters() -> list[str]:
+    """Docnames of the book's notebook pages (what the launch buttons open)."""
+    return reader_notebooks.chapter_docnames(BOOK_ROOT)
+
+
+CHAPTERS = chapters()
+COLAB = BOOK_ROOT / reader_notebooks.OUT
+
+
+def reader(doc: str) -> nbformat.NotebookNode:
+    path = COLAB / f"{doc}.ipynb"
+    assert path.is_file(), f"no reader notebook {path}: run `make book` first"
+    return nbformat.read(path, as_version=4)
+
+
+def glued_text(doc: str) -> list[str]:
+    """Each {glue:text} of the chapter as the site prints it (value from the executed notebook)."""
+    from myst_nb.core.variables import format_plain_text
+
+    executed = nbformat.read(BOOK_ROOT / "_build" / "jupyter_execute" / f"{doc}.ipynb", as_version=4)
+    values = {}
+    for cell in executed.cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            data = out.get("data", {})
+            plain = data.get("application/papermill.record/text/plain", data.get("text/plain"))
+            if name and plain is not None:
+                values[name] = plain
+    source = (BOOK_ROOT / f"{doc}.md").read_text()
+    out = []
+    for m in re.finditer(r"\{glue:text\}`([^`]+)`", source):
+        key, _, fmt = m.group(1).rpartition(":") if ":" in m.group(1) else (m.group(1), "", "s")
+        assert key in values, f"{doc}: glue {key!r} not found in the executed notebook"
+        out.append((key, format_plain_text(values[key], fmt or "s")))
+    return out
+
+
+def test_every_chapter_has_a_reader_notebook_where_the_launch_buttons_point():
+    assert CHAPTERS, "no chapter in _toc.yml"
+    for doc in CHAPTERS:
+        assert (COLAB / f"{doc}.ipynb").is_file(), f"{doc}: no reader notebook (run `make book`)"
+        assert (BOOK_ROOT / "_build" / "html" / reader_notebooks.SITE_COPY / f"{doc}.ipynb").is_file()
+    binder = (COLAB / "binder" / "requirements.txt").read_text()
+    repo = CONFIG["repository"]
+    assert binder.rstrip().endswith(f"dlbook @ git+{repo['url'].rstrip('/')}@{repo['branch']}")
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_no_myst_in_the_reader_notebook(doc):
+    nb = reader(doc)
+    found = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and (kinds := myst_left(cell.source)):
+            found[i] = (kinds, cell.source[:200])
+    assert not found, f"{doc}: MyST markup left in markdown cells {found}"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_glued_value_is_in_the_prose(doc):
+    md = markdown_of(reader(doc))
+    missing = [(key, text) for key, text in glued_text(doc) if text not in md]
+    assert not missing, f"{doc}: glued values missing from the reader notebook: {missing}"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_every_code_cell_of_the_chapter_is_there_in_order(doc):
+    """Hidden cells included: the notebook recomputes every number the page quotes."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    nb = reader(doc)
+    source = read_myst_markdown_notebook((BOOK_ROOT / f"{doc}.md").read_text())
+    assert code_sources(nb) == [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "code" and nb.cells[0].source == BOOTSTRAP
+
+
+# --- 3. outside the repository, as Colab runs them ------------------------------------------
+
+def fresh_venv_dir() -> Path:
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    return BOOK_ROOT / "_build" / f"reader-venv-{key}"
+
+
+def pins() -> list[str]:
+    """requirements.txt's `name==version` lines: constraints only (Colab has its own torch; here the
+    book's pinned one, which installs from the local wheel cache instead of a newer download)."""
+    lines = [ln.split("#", 1)[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
+    return [ln for ln in lines if "==" in ln]
+
+
+@pytest.fixture(scope="session")
+def fresh_venv() -> Path:
+    """A virtual environment outside the repository's .venv with only `pip install <package>`.
+
+    Built once (a lock file serialises the xdist workers) and kept under _build/, keyed on
+    pyproject.toml. Also records the installed size and the package list.
+    """
+    venv = fresh_venv_dir()
+    done = venv / ".complete"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / ".reader-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            for old in venv.parent.glob("reader-venv-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            env = clean_env()
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+            py = str(venv / "bin" / "python")
+            # the package as a reader gets it: its own files only (pyproject, README, src)
+            pkg = venv / "package"
+            pkg.mkdir()
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy(REPO / name, pkg / name)
+            shutil.copytree(REPO / "src", pkg / "src",
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            (venv / "constraints.txt").write_text("\n".join(pins()) + "\n")
+            t0 = time.perf_counter()
+            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "-c", str(venv / "constraints.txt"), str(pkg)], check=True, env=env)
+            seconds = time.perf_counter() - t0
+            listing = subprocess.run([py, "-m", "pip", "list", "--format", "json"], check=True, env=env,
+                                     capture_output=True, text=True).stdout
+            (venv / "package-list.json").write_text(listing)
+            site = next((venv / "lib").glob("python3*/site-packages"))
+            size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
+            (venv / "install-report.json").write_text(json.dumps(
+                {"site_packages_bytes": size, "pip_install_seconds": round(seconds, 1)}, indent=1))
+            # what Colab and Binder have besides: a kernel and a notebook runner (no build tools)
+            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "-c", str(venv / "constraints.txt"), "ipykernel", "nbclient"],
+                           check=True, env=env)
+            done.touch()
+    return venv
+
+
+def clean_env() -> dict:
+    """The environment of a fresh kernel: no PYTHONPATH to this checkout, no virtualenv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", DLBOOK_PROGRESS="0",
+               PYDEVD_DISABLE_FILE_VALIDATION="1", PYTHONHASHSEED="0")
+    return env
+
+
+def test_the_package_brings_no_build_tools(fresh_venv):
+    """pip install of the package alone: its dependency tree has no Sphinx, myst-nb or jupyter-book."""
+    installed = {p["name"].lower().replace("_", "-") for p in json.loads((fresh_venv / "package-list.json").read_text())}
+    assert "dlbook" in installed
+    assert not installed & BUILD_TOOLS, f"installed with the package: {sorted(installed & BUILD_TOOLS)}"
+
+
+def test_the_declared_dependencies_hold_no_build_tools():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in deps}
+    assert not names & BUILD_TOOLS
+
+
+def run_subset(docs: list[str]) -> list[str]:
+    """Every chapter in CI or with DLBOOK_READER_NOTEBOOKS=all; else a chosen or the fastest two."""
+    choice = os.environ.get("DLBOOK_READER_NOTEBOOKS", "all" if os.environ.get("CI") else "")
+    if choice == "all":
+        return docs
+    if choice:
+        wanted = set(choice.split(","))
+        return [d for d in docs if Path(d).name in wanted or d in wanted]
+    seconds = {}
+    try:
+        from jupyter_cache import get_cache
+
+        for rec in get_cache(str(BOOK_ROOT / build_book.CACHE_SUBDIR)).list_cache_records():
+            seconds[Path(rec.uri).resolve()] = (rec.data or {}).get("execution_seconds", 1e9)
+    except Exception:  # no cache: fall back to the first two chapters
+        pass
+    return sorted(docs, key=lambda d: seconds.get((BOOK_ROOT / f"{d}.md").resolve(), 1e9))[:2]
+
+
+RUN_OUTSIDE = run_subset(CHAPTERS)
+RUNNER = r"""
+import sys, time, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+t0 = time.perf_counter()
+NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+print(f"{time.perf_counter() - t0:.1f}")
+"""
+
+
+@pytest.mark.parametrize("doc", RUN_OUTSIDE)
+def test_reader_notebook_runs_outside_the_repository(doc, fresh_venv, tmp_path):
+    """As Colab: a fresh kernel of that environment, a working folder outside the repository."""
+    work = tmp_path / "colab"
+    work.mkdir()
+    nb = work / Path(doc).name
+    shutil.copy(COLAB / f"{doc}.ipynb", nb.with_suffix(".ipynb"))
+    (work / "run.py").write_text(RUNNER)
+    env = clean_env()
+    env["HOME"] = str(tmp_path / "home")  # no data cache or settings from this machine's user
+    r = subprocess.run([str(fresh_venv / "bin" / "python"), "run.py", nb.with_suffix(".ipynb").name],
+                       cwd=work, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{doc} failed outside the repository:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    times = BOOK_ROOT / "_build" / "reader-notebook-times"
+    times.mkdir(parents=True, exist_ok=True)
+    (times / f"{Path(doc).name}.txt").write_text(r.stdout.strip().splitlines()[-1] + "\n")
