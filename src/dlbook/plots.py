@@ -19,6 +19,9 @@ METHOD_COLORS = {
     "cnn": PALETTE[0], "mlp": PALETTE[1], "max": PALETTE[0], "avg": PALETTE[1], "min": PALETTE[2],
     "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
     "l2": PALETTE[3], "decoupled": PALETTE[4], "plain": PALETTE[7], "residual": PALETTE[0],
+    "relu": PALETTE[0], "sigmoid": PALETTE[1], "ordered": PALETTE[3], "shuffled": PALETTE[2],
+    "full batch": PALETTE[7], "minibatch": PALETTE[0],
+    "constant": PALETTE[7], "1/t": PALETTE[2], "1/t^2": PALETTE[3],
 }
 
 RC = {
