@@ -20,8 +20,9 @@ METHOD_COLORS = {
     "train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2],
     "l2": PALETTE[3], "decoupled": PALETTE[4], "plain": PALETTE[7], "residual": PALETTE[0],
     "relu": PALETTE[0], "sigmoid": PALETTE[1], "ordered": PALETTE[3], "shuffled": PALETTE[2],
-    "full batch": PALETTE[7], "minibatch": PALETTE[0],
+    "full batch": PALETTE[7], "minibatch": PALETTE[0], "large minibatch": PALETTE[5],
     "constant": PALETTE[7], "1/t": PALETTE[2], "1/t^2": PALETTE[3],
+    "linear scaling": PALETTE[2], "fixed lr": PALETTE[7],
 }
 
 RC = {
