@@ -21,6 +21,10 @@ METHOD_COLORS = {
     "l2": PALETTE[3], "decoupled": PALETTE[4], "no decay": PALETTE[7], "weight decay": PALETTE[3],
     "plain": PALETTE[7], "residual": PALETTE[0],
     "constant lr": PALETTE[7], "step decay": PALETTE[5], "plateau": PALETTE[1],
+    "relu": PALETTE[0], "sigmoid": PALETTE[1], "ordered": PALETTE[3], "shuffled": PALETTE[2],
+    "full batch": PALETTE[7], "minibatch": PALETTE[0], "large minibatch": PALETTE[5],
+    "constant": PALETTE[7], "1/t": PALETTE[2], "1/t^2": PALETTE[3],
+    "linear scaling": PALETTE[2], "fixed lr": PALETTE[7],
 }
 
 RC = {
