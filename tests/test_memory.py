@@ -137,6 +137,14 @@ def test_checkpointing_saves_memory_and_keeps_gradients():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
 
 
+def test_step_time_is_a_positive_time():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    t = mem.step_time(net, torch.randn(4, 3, 2, 2), repeats=2)
+    assert 0 < t < 10
+    with pytest.raises(ValueError, match="repeats"):
+        mem.step_time(net, torch.randn(4, 3, 2, 2), repeats=0)
+
+
 def test_check_fails_when_bytes_per_element_is_wrong(monkeypatch):
     monkeypatch.setattr(mem, "storage_nbytes", lambda t: 2 * t.numel() * 4)
     with pytest.raises(AssertionError):
