@@ -137,12 +137,14 @@ def test_checkpointing_saves_memory_and_keeps_gradients():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
 
 
-def test_step_time_is_a_positive_time():
+def test_step_times_are_positive_times():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    t = mem.step_time(net, torch.randn(4, 3, 2, 2), repeats=2)
-    assert 0 < t < 10
+    x = torch.randn(4, 3, 2, 2)
+    ts = mem.step_times([net, net], x, repeats=2)
+    assert len(ts) == 2 and all(0 < t < 10 for t in ts)
+    assert 0 < mem.step_times([net], x, backward=False)[0] < 10
     with pytest.raises(ValueError, match="repeats"):
-        mem.step_time(net, torch.randn(4, 3, 2, 2), repeats=0)
+        mem.step_times([net], x, repeats=0)
 
 
 def test_check_fails_when_bytes_per_element_is_wrong(monkeypatch):

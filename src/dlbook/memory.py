@@ -194,18 +194,24 @@ def checkpoint_blocks(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def step_time(model, x: torch.Tensor, *, repeats: int = 3) -> float:
-    """Fastest wall time (s) of `repeats` forward and backward passes, after one warm-up."""
+def step_times(models, x: torch.Tensor, *, repeats: int = 3,
+               backward: bool = True) -> list[float]:
+    """Fastest wall time (s) per model of `repeats` forward (and backward) passes."""
     checks.positive_int("repeats", repeats)
-    model.train()
-    times = []
-    # the first pass allocates; on a shared machine the minimum is the least disturbed
+    checks.boolean("backward", backward)
+    times = [[] for _ in models]
+    # round-robin, so that load on a shared machine hits every model alike; the first
+    # round allocates (warm-up), and the minimum is the least disturbed measurement
     for _ in range(repeats + 1):
-        model.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        training_loss(model, x).backward()
-        times.append(time.perf_counter() - t0)
-    return min(times[1:])
+        for model, ts in zip(models, times):
+            model.train()
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss = training_loss(model, x)
+            if backward:
+                loss.backward()
+            ts.append(time.perf_counter() - t0)
+    return [min(ts[1:]) for ts in times]
 
 
 def measure_cuda(model, x: torch.Tensor, *, optimizer: str, steps: int = 2) -> dict:
