@@ -1,0 +1,231 @@
+"""Exact memory accounting for training: parameters, gradients, optimizer state, saved activations.
+
+Topic module. Every count is an integer number of bytes, read from the tensors themselves, and
+every function works on the `meta` device (shapes and dtypes, no storage), so a ResNet-152 at
+batch 256 is accounted for in seconds on a CPU. One unit system: KiB = 2**10, MiB = 2**20,
+GiB = 2**30 bytes (binary units; MB = 10**6 bytes is a different, smaller unit).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from . import checks
+from .optim import make_optimizer
+
+KiB, MiB, GiB = 2**10, 2**20, 2**30
+
+
+def fmt_bytes(n: int) -> str:
+    """The book's one memory formatter: integer bytes -> "12.34 MiB" (binary units)."""
+    n = checks.nonnegative_int("n", n)
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """Identity of the storage under `t` (views share it); works on meta, where data_ptr is 0."""
+    return t.untyped_storage()._cdata
+
+
+def storage_nbytes(t: torch.Tensor) -> int:
+    """Bytes of the whole storage under `t` (a view keeps all of it alive)."""
+    return int(t.untyped_storage().nbytes())
+
+
+def unique_bytes(tensors) -> int:
+    """Bytes of the distinct storages under `tensors`, each storage counted once."""
+    seen = {}
+    for t in tensors:
+        if t is not None:
+            seen[storage_key(t)] = storage_nbytes(t)
+    return sum(seen.values())
+
+
+def param_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's parameters (shared parameters counted once)."""
+    return unique_bytes(model.parameters())
+
+
+def grad_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the gradients that exist now (p.grad), each storage once."""
+    return unique_bytes(p.grad for p in model.parameters())
+
+
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes of the optimizer's per-parameter tensors (Adam's scalar step counters excluded)."""
+    tensors = []
+    for state in opt.state.values():
+        # "step" is one 4-byte scalar per parameter tensor, kept on the host by default
+        tensors += [t for k, t in state.items() if torch.is_tensor(t) and k != "step"]
+    return unique_bytes(tensors)
+
+
+def state_multiplier(name: str) -> int:
+    """Optimizer state per parameter byte (0, 1, 2), measured by one step on a real tensor."""
+    p = torch.nn.Parameter(torch.zeros(6))
+    opt = make_optimizer([p], name=name, lr=0.1)
+    p.grad = torch.ones(6)
+    opt.step()
+    ratio, rest = divmod(optimizer_state_bytes(opt), storage_nbytes(p))
+    assert rest == 0, "optimizer state is not a whole multiple of the parameter"
+    return ratio
+
+
+@dataclass(frozen=True, kw_only=True)
+class Saved:
+    """What autograd saved for the backward pass: activation and parameter bytes, tensor count."""
+
+    activations: int
+    parameters: int
+    count: int
+
+
+def saved_tensors(fn, params=()) -> Saved:
+    """Run fn() under saved-tensor hooks; bytes saved for backward, each storage once.
+
+    Tensors whose storage is one of `params` are counted as parameters (they are in memory
+    anyway), all others as activations.
+    """
+    seen = {}
+
+    def pack(t):
+        seen[storage_key(t)] = (storage_nbytes(t), t)  # keep t: its key stays unique
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    pkeys = {storage_key(p) for p in params}
+    par = sum(n for k, (n, _) in seen.items() if k in pkeys)
+    act = sum(n for k, (n, _) in seen.items() if k not in pkeys)
+    return Saved(activations=act, parameters=par, count=len(seen))
+
+
+def training_loss(model, x: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of `model(x)` against class 0 (the labels' values do not change memory)."""
+    out = model(x)
+    y = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
+    return F.cross_entropy(out, y)
+
+
+def saved_for_training(model, x: torch.Tensor) -> Saved:
+    """Saved tensors of one training forward pass (train mode) of `model` on batch `x`."""
+    checks.tensor("x", x)
+    model.train()
+    return saved_tensors(lambda: training_loss(model, x), model.parameters())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Memory:
+    """The four terms of training memory, in bytes."""
+
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        """Sum of the four terms (what must fit if nothing is freed early)."""
+        return self.parameters + self.gradients + self.optimizer_state + self.activations
+
+
+def training_memory(model, x: torch.Tensor, *, optimizer: str) -> Memory:
+    """Memory of one training step on batch x: gradients are shaped like the trainable
+    parameters, optimizer state is state_multiplier(optimizer) times them."""
+    trainable = unique_bytes(p for p in model.parameters() if p.requires_grad)
+    return Memory(parameters=param_bytes(model), gradients=trainable,
+                  optimizer_state=state_multiplier(optimizer) * trainable,
+                  activations=saved_for_training(model, x).activations)
+
+
+def batch_line(batches, nbytes) -> tuple[int, int]:
+    """(intercept, per-sample) bytes of an exactly affine bytes(batch); raises if not affine."""
+    checks.same_length(batches=batches, nbytes=nbytes)
+    if len(batches) < 3:
+        raise ValueError("batches must hold at least 3 sizes (2 fit the line, 1 checks it)")
+    (b0, n0), (b1, n1) = (batches[0], nbytes[0]), (batches[1], nbytes[1])
+    slope, rest = divmod(n1 - n0, b1 - b0)
+    if rest:
+        raise ValueError("nbytes is not affine in the batch size")
+    c = n0 - slope * b0
+    for b, n in zip(batches, nbytes):
+        if c + slope * b != n:
+            raise ValueError(f"nbytes is not affine in the batch size (batch {b})")
+    return c, slope
+
+
+def largest_batch(*, fixed: int, per_sample: int, budget: int) -> int:
+    """Largest batch B with fixed + B * per_sample <= budget (0 if even B = 1 does not fit)."""
+    checks.nonnegative_int("fixed", fixed)
+    checks.positive_int("per_sample", per_sample)
+    checks.positive_int("budget", budget)
+    return max(0, (budget - fixed) // per_sample)
+
+
+class Checkpointed(torch.nn.Module):
+    """A block whose activations are recomputed in the backward pass instead of saved."""
+
+    def __init__(self, block: torch.nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x):
+        # reentrant: the block's input is saved through ctx.save_for_backward, so the
+        # saved-tensor hooks see it, and nothing inside the block is saved
+        return checkpoint(self.block, x, use_reentrant=True)
+
+
+def checkpoint_blocks(model: torch.nn.Module) -> torch.nn.Module:
+    """Wrap each residual block of a torchvision ResNet (layer1..layer4) in Checkpointed."""
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        stage = getattr(model, name, None)
+        if not isinstance(stage, torch.nn.Sequential):
+            raise TypeError("model must be a torchvision ResNet (layer1..layer4)")
+        for i, block in enumerate(stage):
+            stage[i] = Checkpointed(block)
+    return model
+
+
+def step_times(models, x: torch.Tensor, *, repeats: int = 3,
+               backward: bool = True) -> list[float]:
+    """Fastest wall time (s) per model of `repeats` forward (and backward) passes."""
+    checks.positive_int("repeats", repeats)
+    checks.boolean("backward", backward)
+    times = [[] for _ in models]
+    # round-robin, so that load on a shared machine hits every model alike; the first
+    # round allocates (warm-up), and the minimum is the least disturbed measurement
+    for _ in range(repeats + 1):
+        for model, ts in zip(models, times):
+            model.train()
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            loss = training_loss(model, x)
+            if backward:
+                loss.backward()
+            ts.append(time.perf_counter() - t0)
+    return [min(ts[1:]) for ts in times]
+
+
+def measure_cuda(model, x: torch.Tensor, *, optimizer: str, steps: int = 2) -> dict:
+    """Peak allocated and reserved bytes of `steps` training steps on CUDA (model, x there)."""
+    if x.device.type != "cuda":
+        raise ValueError("x must be on a CUDA device")
+    opt = make_optimizer(model.parameters(), name=optimizer, lr=0.01)
+    model.train()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(checks.positive_int("steps", steps)):
+        opt.zero_grad(set_to_none=True)
+        training_loss(model, x).backward()
+        opt.step()
+    torch.cuda.synchronize()
+    return {"max_allocated": int(torch.cuda.max_memory_allocated()),
+            "reserved": int(torch.cuda.memory_reserved())}
