@@ -244,3 +244,20 @@ def test_chapter_claims_against_their_spread():
         assert s(f"c12_pool_{tag}_train").min() >= 0.95
     assert not c(s("c12_pool_max"), s("c12_pool_avg")).exceeds(2)
     assert c(s("c12_pool_max_w1"), s("c12_pool_avg_w1"), paired=True).exceeds(2)
+
+
+def test_chapter_checks_fail_on_wrong_numbers(monkeypatch):
+    """Mutation: the claim and split checks above must fail when the glued results are changed."""
+    import sys
+
+    g = glued()
+    module = sys.modules[__name__]
+    for key, value in [("c12_reach_mlp_seeds", g["c12_reach_cnn_seeds"]),
+                       ("c12_pool_avg_w1_seeds", g["c12_pool_max_w1_seeds"]),
+                       ("c12_shift_mlp_seeds", g["c12_shift_cnn_seeds"])]:
+        monkeypatch.setattr(module, "glued", lambda path=EXECUTED, k=key, v=value: g | {k: v})
+        with pytest.raises(AssertionError):
+            test_chapter_claims_against_their_spread()
+    monkeypatch.setattr(module, "glued", lambda path=EXECUTED: g | {"c12_split_shift": "training"})
+    with pytest.raises(AssertionError):
+        test_chapter_figures_use_the_validation_split()

@@ -29,7 +29,7 @@ def scaffold(dest: Path, chapters: list[Path]) -> Path:
     for name in SUPPORT:
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, dest / name)
-    for extra in ("_static", "tools", "src"):  # theme assets, local Sphinx extensions, sources shown by literalinclude
+    for extra in ("_static", "tools", "src"):  # theme, Sphinx extensions, literalinclude sources
         if (ROOT / extra).is_dir():
             shutil.copytree(ROOT / extra, dest / extra, dirs_exist_ok=True)
     intro = dest / "intro.md"
