@@ -1,7 +1,10 @@
-"""Time one seed sweep of the chapter 12 models both ways (vmap over stacked models vs a plain loop) in one process.
+"""Time one seed sweep of the chapter 12 models both ways in one process, at the current thread count.
 
-Usage: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sweep_speed.py [--models 12] [--steps 200] [--repeats 3]
-Prints seconds per sweep (best of the repeats, after a warm-up) and the speedup; also checks both give the same weights.
+The reference is `train.fit` model by model; the sweep is `sweep.fit_stacked` on all models at
+once (same TrainConfig, same minibatch orders). Prints seconds per sweep (best of the repeats,
+after a warm-up), the speedup, and the largest weight difference between the two.
+
+Usage: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sweep_speed.py [--models 10] [--steps 200]
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import torch
 from dlbook.edge_models import make_cnn, make_mlp
 from dlbook.edges import edge_images
 from dlbook.runtime import pick_device, torch_generator
-from dlbook.sweep import SweepConfig, train_looped, train_vectorized
+from dlbook.sweep import fit_stacked
+from dlbook.train import TrainConfig, fit
 
 
 def sweep_data(n_models: int, n_per_class: int):
@@ -23,33 +27,47 @@ def sweep_data(n_models: int, n_per_class: int):
     return torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts])
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
+def best_time(fn, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds of `repeats` calls (CPU time is robust to a busy machine)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
+
+
+def looped(models, x, y, *, cfg, seeds, device):
+    for m, xk, yk, s in zip(models, x, y, seeds):
+        fit(m, xk, yk, cfg=cfg, seed=s, device=device)
+
+
+def stacked(models, x, y, *, cfg, seeds, device):
+    fit_stacked(models, x, y, cfg=cfg, seeds=seeds, device=device)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=12)
+    parser.add_argument("--models", type=int, default=10)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--n-per-class", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = pick_device()
     seeds = list(range(args.models))
     x, y = sweep_data(args.models, args.n_per_class)
     print(f"device {device}, torch threads {torch.get_num_threads()}, {args.models} models, "
           f"{args.steps} steps, {3 * args.n_per_class} training images each")
     kinds = {
-        "cnn": (lambda s: make_cnn(seed=s), SweepConfig(steps=args.steps, batch_size=16, lr=0.01)),
-        "mlp": (lambda s: make_mlp(seed=s), SweepConfig(steps=args.steps, batch_size=32, lr=0.001)),
+        "cnn": (make_cnn, TrainConfig(steps=args.steps, batch_size=16, optimizer="adam", lr=0.01)),
+        "mlp": (make_mlp, TrainConfig(steps=args.steps, batch_size=32, optimizer="adam", lr=0.001)),
     }
+    speedups = {}
     for name, (make, cfg) in kinds.items():
-        models = [make(s) for s in seeds]
+        models = [make(seed=s) for s in seeds]
 
         def run(train, out=None):
             ms = copy.deepcopy(models)
@@ -57,18 +75,22 @@ def main():
             if out is not None:
                 out.extend(ms)
 
-        # warm-up: first calls pay for kernel selection and vmap's batching rules
-        warm = SweepConfig(steps=5, batch_size=cfg.batch_size, lr=cfg.lr)
-        for train in (train_vectorized, train_looped):
+        # warm-up: the first calls pay for kernel selection and allocations
+        warm = TrainConfig(steps=5, batch_size=cfg.batch_size, optimizer="adam", lr=cfg.lr)
+        for train in (stacked, looped):
             train(copy.deepcopy(models), x, y, cfg=warm, seeds=seeds, device=device)
-        t_vec = best_time(lambda: run(train_vectorized), args.repeats)
-        t_loop = best_time(lambda: run(train_looped), args.repeats)
+        (t_stacked, c_stacked), (t_loop, c_loop) = (best_time(lambda: run(stacked), args.repeats),
+                                                     best_time(lambda: run(looped), args.repeats))
         a, b = [], []
-        run(train_vectorized, a)
-        run(train_looped, b)
-        diff = max((p - q).abs().max().item() for ma, mb in zip(a, b) for p, q in zip(ma.parameters(), mb.parameters()))
-        print(f"{name}: vectorized {t_vec:.2f} s, plain loop {t_loop:.2f} s, speedup {t_loop / t_vec:.2f}x "
-              f"(max weight difference {diff:.1e})")
+        run(stacked, a)
+        run(looped, b)
+        diff = max((p - q).abs().max().item() for ma, mb in zip(a, b)
+                   for p, q in zip(ma.parameters(), mb.parameters()))
+        speedups[name] = (t_loop / t_stacked, c_loop / c_stacked)
+        print(f"{name}: fit_stacked {t_stacked:.2f} s (CPU {c_stacked:.2f} s), fit model by model "
+              f"{t_loop:.2f} s (CPU {c_loop:.2f} s), max weight difference {diff:.1e}")
+    print(f"speedups at {torch.get_num_threads()} thread(s), wall clock (CPU time): " + ", ".join(
+        f"{k.upper()} {w:.2f}x ({c:.2f}x)" for k, (w, c) in speedups.items()))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,30 @@
-"""Chapter 12: the edge-image generator, and the lab's claims at a small, fast scale (3 seeds each)."""
+"""Chapter 12: the edge-image generator, the lab's bookkeeping (which split each figure uses),
+and the chapter's claims: small-scale versions here, the chapter's own numbers (10 seeds, read
+from the executed notebook of the built book) in test_chapter_claims_*.
+"""
+
+import ast
+import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from dlbook.edge_models import confusion_matrix, make_cnn, make_mlp
-from dlbook.edges import (count_patterns, edge_images, edge_split, permute_pixels, pixel_permutation,
-                          seen_geometry)
+from conftest import BOOK_ROOT
+from dlbook import edges
+from dlbook.edge_models import make_cnn, make_mlp
+from dlbook.edges import (count_patterns, edge_images, edge_split, lit_map, permute_pixels,
+                          pixel_permutation, run_lab, seen_geometry, size_to_reach)
+from dlbook.metrics import confusion_matrix
+from dlbook.results import compare
 from dlbook.runtime import torch_generator
-from dlbook.sweep import SweepConfig, seed_sweep, stacked_logits, train_vectorized
+from dlbook.sweep import fit_stacked
+from dlbook.train import TrainConfig
 
 CPU = torch.device("cpu")
-SEEDS = [0, 1, 2]
-CNN_CFG = SweepConfig(steps=200, batch_size=16, lr=0.01)
+SEEDS = range(10)
+CNN_CFG = TrainConfig(steps=200, batch_size=16, optimizer="adam", lr=0.03)
 FROZEN = ("conv.weight", "conv.bias")
 
 
@@ -83,10 +95,9 @@ def test_bad_arguments_raise():
         permute_pixels(torch.zeros(1, 1, 4, 4), torch.arange(15))
 
 
-def test_claim_cnn_reaches_90_percent_with_20_images_per_class():
-    hist, _ = seed_sweep(lambda s: make_cnn(seed=s), lambda s: edge_split(20, seed=10_000 + s),
-                         seeds=SEEDS, cfg=CNN_CFG, device=CPU)
-    assert hist["val_acc"][:, -1].min() >= 0.9
+def test_claim_cnn_reaches_90_percent_with_20_images_per_class_in_every_seed():
+    run = run_lab(make_cnn, 20, seeds=SEEDS, cfg=CNN_CFG, device=CPU)
+    assert run.final().min() >= 0.9
 
 
 def test_claim_mlp_is_exactly_indifferent_to_a_pixel_permutation():
@@ -98,69 +109,155 @@ def test_claim_mlp_is_exactly_indifferent_to_a_pixel_permutation():
             m.fc1.weight.copy_(m.fc1.weight[:, perm])
     parts = [edge_split(5, seed=s) for s in (0, 1)]
     x, y = torch.stack([p[0] for p in parts]).double(), torch.stack([p[1] for p in parts])
-    cfg = SweepConfig(steps=20, batch_size=8, lr=0.001)
-    train_vectorized(a, x, y, cfg=cfg, seeds=[0, 1], device=CPU)
-    train_vectorized(b, permute_pixels(x, perm), y, cfg=cfg, seeds=[0, 1], device=CPU)
+    cfg = TrainConfig(steps=20, batch_size=8, optimizer="adam", lr=0.001)
+    fit_stacked(a, x, y, cfg=cfg, seeds=[0, 1], device=CPU)
+    fit_stacked(b, permute_pixels(x, perm), y, cfg=cfg, seeds=[0, 1], device=CPU)
     for ma, mb in zip(a, b):
         assert torch.allclose(ma.fc1.weight[:, perm], mb.fc1.weight, atol=1e-10)
         assert torch.allclose(ma.fc2.weight, mb.fc2.weight, atol=1e-10)
 
 
-def test_claim_permutation_puts_the_cnn_behind_the_mlp():
-    perm = pixel_permutation(28, generator=torch_generator(2026))
-    n = 200
-    cnn, _ = seed_sweep(lambda s: make_cnn(seed=s), lambda s: edge_split(n, seed=10_000 + s, perm=perm),
-                        seeds=SEEDS, cfg=CNN_CFG, device=CPU)
-    mlp, _ = seed_sweep(lambda s: make_mlp(seed=s), lambda s: edge_split(n, seed=10_000 + s, perm=perm),
-                        seeds=SEEDS, cfg=SweepConfig(steps=500, batch_size=32, lr=0.001), device=CPU)
-    assert cnn["val_acc"][:, -1].max() < mlp["val_acc"][:, -1].min()
-    assert cnn["val_acc"][:, -1].mean() < 0.8
+def test_confusion_and_calibration_use_the_validation_split():
+    """The lab's confusion matrices and probabilities come from x_val, which shares no image with x."""
+    run = run_lab(partial(make_cnn, n_filters=4, n_classes=5, edge_init="hv"), 30, seeds=[0, 1],
+                  cfg=TrainConfig(steps=30, batch_size=16, optimizer="adam", lr=0.03), device=CPU,
+                  frozen=FROZEN, n_classes=5)
+    x, x_val = run.x.flatten(2), run.x_val.flatten(2)
+    for k in range(2):  # no validation image equals a training image
+        assert torch.cdist(x_val[k], x[k], compute_mode="donot_use_mm_for_euclid_dist").min() > 0
+    by_hand_val = sum(confusion_matrix(run.y_val[k], run.models[k](run.x_val[k]).argmax(1), 5)
+                      for k in range(2))
+    by_hand_train = sum(confusion_matrix(run.y[k], run.models[k](run.x[k]).argmax(1), 5)
+                        for k in range(2))
+    cm = run.val_confusion(device=CPU)
+    assert torch.equal(cm, by_hand_val) and not torch.equal(cm, by_hand_train)
+    probs = run.val_probs(device=CPU)
+    assert probs.shape == (2, 500, 5)
+    assert torch.allclose(probs[1], run.models[1](run.x_val[1]).softmax(-1), atol=1e-6)
 
 
-def test_claim_domain_shift_cnn_holds_mlp_calls_shifted_edges_none():
-    shift = dict(train_location="first_half", val_location="second_half")
-    cnn, _ = seed_sweep(lambda s: make_cnn(seed=s), lambda s: edge_split(50, seed=30_000 + s, **shift),
-                        seeds=SEEDS, cfg=CNN_CFG, device=CPU)
-    mlp, models = seed_sweep(lambda s: make_mlp(seed=s), lambda s: edge_split(50, seed=30_000 + s, **shift),
-                             seeds=SEEDS, cfg=SweepConfig(steps=400, batch_size=32, lr=0.001), device=CPU)
-    assert cnn["val_acc"][:, -1].min() >= 0.9
-    assert mlp["val_acc"][:, -1].max() < 0.75
-    assert (mlp["train_acc"][:, -1] - mlp["val_acc"][:, -1]).min() > 0.25
-    yv = torch.stack([edge_split(50, seed=30_000 + s, **shift)[3] for s in SEEDS])
-    xv = torch.stack([edge_split(50, seed=30_000 + s, **shift)[2] for s in SEEDS])
-    pred = stacked_logits(models, xv, device=CPU).argmax(-1)
-    cm = confusion_matrix(yv.flatten(), pred.flatten(), 3).double()
-    rate = cm / cm.sum(1, keepdim=True)
-    assert (rate[1, 0] + rate[2, 0]) / 2 > 0.5  # shifted stripes are called "none"
-    assert rate[0, 0] > 0.9
+def test_split_check_fails_when_the_lab_evaluates_on_training_images(monkeypatch):
+    # mutation: probabilities computed on the training images must not pass the split test
+    monkeypatch.setattr(edges.LabRun, "val_probs", lambda self, *, device: edges.stacked_logits(
+        self.models, self.x, device=device).softmax(-1))
+    monkeypatch.setattr(edges.LabRun, "val_confusion", lambda self, *, device: sum(
+        confusion_matrix(self.y[k], self.models[k](self.x[k]).argmax(1), 5) for k in range(2)))
+    with pytest.raises(AssertionError):
+        test_confusion_and_calibration_use_the_validation_split()
 
 
-def test_claim_frozen_hv_bank_cannot_tell_the_diagonals_apart():
-    hist, models = seed_sweep(lambda s: make_cnn(seed=s, n_filters=4, n_classes=5, edge_init="hv"),
-                              lambda s: edge_split(50, seed=20_000 + s, n_classes=5), seeds=SEEDS,
-                              cfg=CNN_CFG, device=CPU, frozen=FROZEN)
-    assert hist["val_acc"][:, -1].max() < 0.85  # the ceiling is 3/5 + (2/5) / 2 = 0.8 in expectation
-    x, y, _, _ = edge_split(200, seed=99, n_classes=5)
-    cm = confusion_matrix(y, models[0](x).argmax(1), 5).double()
-    swap = (cm[3, 4] + cm[4, 3]) / (cm[3].sum() + cm[4].sum())
-    assert 0.3 < swap < 0.7
+def test_frozen_hv_bank_cannot_tell_the_diagonals_apart():
+    run = run_lab(partial(make_cnn, n_filters=4, n_classes=5, edge_init="hv"), 50, seeds=SEEDS,
+                  cfg=CNN_CFG, device=CPU, frozen=FROZEN, n_classes=5)
+    rate = run.val_confusion(device=CPU).double()
+    rate = rate / rate.sum(1, keepdim=True)
+    swap = (rate[3, 4] + rate[4, 3]) / 2
+    # a coin flip between the diagonals: 0.5 up to the binomial error of ~2000 images
+    assert abs(swap - 0.5) < 0.1
+    assert run.final().max() < 0.85  # the cap is 3/5 + (2/5)/2 = 0.8 in expectation
 
 
-def test_claim_average_pooling_fails_where_max_pooling_learns():
-    accs = {}
-    for pool in ("max", "avg"):
-        hist, _ = seed_sweep(lambda s: make_cnn(seed=s, n_classes=5, pool=pool),
-                             lambda s: edge_split(20, seed=40_000 + s, n_classes=5), seeds=SEEDS, cfg=CNN_CFG, device=CPU)
-        accs[pool] = hist["val_acc"][:, -1]
-    assert accs["max"].min() > 0.9 and accs["avg"].max() < 0.4
+def test_size_to_reach_interpolates_in_log_size():
+    acc = np.array([[0.5, 0.95], [0.8, 0.99], [1.0, 1.0]])  # sizes 10, 100, 1000; two seeds
+    out = size_to_reach([10, 100, 1000], acc, 0.9)
+    assert np.isclose(out[0], 10 ** 2.5) and np.isclose(out[1], 10)
+    assert np.isnan(size_to_reach([10, 100], np.array([[0.1], [0.2]]), 0.9)[0])
 
 
-def test_claim_frozen_edge_bank_beats_learning_the_filters_with_few_images():
-    accs = {}
-    for name, (make, frozen) in {"trained": (lambda s: make_cnn(seed=s), ()),
-                                 "bank": (lambda s: make_cnn(seed=s, edge_init="hvd"), FROZEN),
-                                 "random": (lambda s: make_cnn(seed=s), FROZEN)}.items():
-        hist, _ = seed_sweep(make, lambda s: edge_split(5, seed=10_000 + s), seeds=SEEDS, cfg=CNN_CFG,
-                             device=CPU, frozen=frozen)
-        accs[name] = hist["val_acc"][:, -1].mean()
-    assert accs["bank"] >= accs["trained"] > accs["random"]
+def test_lit_map_marks_the_stripe_pixels():
+    x, y, info = edge_images(50, generator=torch_generator(4), return_info=True)
+    m = lit_map(x, y, 1)  # horizontal stripes: whole rows lit, every column alike
+    assert torch.allclose(m, m[:, :1].expand_as(m))
+    assert lit_map(x, y, 0).max() == 0
+    assert torch.isclose(m.sum(), 28 * info["width"][y == 1].double().mean())
+
+
+# ---------- the chapter's own numbers: 10 seeds each, read from the executed notebook ----------
+
+EXECUTED = BOOK_ROOT / "_build" / "jupyter_execute" / "chapters" / "12_inductive_bias.ipynb"
+
+
+def glued(path=EXECUTED) -> dict:
+    """Every value glued in the executed chapter (name -> plain Python value)."""
+    if not path.exists():
+        pytest.skip("chapter 12 has not been executed in the built book")
+    out = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = next((v for k, v in o.get("data", {}).items() if k.endswith("text/plain")), None)
+            if name and text is not None:
+                text = "".join(text) if isinstance(text, list) else text
+                out[name] = ast.literal_eval(text)
+    return out
+
+
+def seeds_of(g, name):
+    return np.array([float(v) for v in g[name + "_seeds"].split(",")])
+
+
+def test_chapter_figures_use_the_validation_split():
+    g = glued()
+    splits = {k: v for k, v in g.items() if k.startswith("c12_split_")}
+    assert set(splits) >= {"c12_split_bias_bank", "c12_split_reliability", "c12_split_shift",
+                           "c12_split_scrambled"}
+    assert set(splits.values()) == {"validation"}
+
+
+def test_chapter_claims_against_their_spread():
+    g = glued()
+    s = partial(seeds_of, g)
+    c = compare
+    assert len(s("c12_cnn20")) >= 10 and s("c12_cnn20").min() >= 0.9
+    # three classes: the frozen edge bank beats learned filters with 2 images, level at 50
+    assert c(s("c12_bank_2"), s("c12_learned_2"), paired=True).exceeds(2)
+    assert not c(s("c12_learned_50"), s("c12_bank_50"), paired=True).exceeds(2)
+    assert c(s("c12_learned_50"), s("c12_random_50"), paired=True).exceeds(2)
+    assert c(s("c12_like_50"), s("c12_like_init")).exceeds(2)
+    # the wrong bias: learned filters win with much data; with little, the bank varies less
+    assert c(s("c12_bias_learned_200"), s("c12_bias_frozen_200"), paired=True).exceeds(2)
+    assert g["c12_bias_learned_2_sd"] > 3 * g["c12_bias_frozen_2_sd"]
+    assert s("c12_bias_frozen_200").max() < 0.8 + 0.05 and abs(g["c12_bias_swap"] - 0.5) < 0.1
+    # the CNN reaches 0.9 with fewer images per class than the MLP
+    assert c(s("c12_reach_mlp"), s("c12_reach_cnn")).exceeds(2)
+    assert abs(g["c12_mlp400_gain"]) < 2 * g["c12_mlp400_gain_sd"] + 0.01  # levelled off
+    # memorization: at 100 / class the MLP is better on geometries it has seen
+    assert c(s("c12_mem_mlp100_seen"), s("c12_mem_mlp100_unseen"), paired=True).exceeds(2)
+    # over-confidence: the MLP's validation loss rises after its minimum; its ECE exceeds the CNN's
+    assert c(s("c12_mlp20_val_loss_end"), s("c12_mlp20_val_loss_min"), paired=True).exceeds(2)
+    assert c(s("c12_ece_mlp"), s("c12_ece_cnn")).exceeds(2)
+    # the shift: the CNN holds, the MLP calls shifted stripes "none"
+    assert c(s("c12_shift_cnn"), s("c12_shift_mlp")).exceeds(2)
+    assert g["c12_shift_mlp_to_none"] > 0.5 and g["c12_shift_cnn_to_none"] < 0.1
+    # scrambled pixels: edge vs none survives, orientation is a coin flip; the MLP overtakes
+    assert g["c12_perm_none_ok"] > 0.95 and g["c12_perm_edge_as_edge"] > 0.95
+    assert abs(g["c12_perm_hv_right"] - 0.5) < 0.1
+    assert c(s("c12_mlp100"), s("c12_perm_100")).exceeds(2)
+    assert c(s("c12_mlp400"), s("c12_perm_400")).exceeds(2)
+    assert c(s("c12_like_50"), s("c12_like_perm")).exceeds(2)
+    # kernel size under scrambling: no rise over ten seeds
+    assert not c(s("c12_k7"), s("c12_k3")).exceeds(2)
+    assert not c(s("c12_like_perm"), s("c12_like_init")).exceeds(2)
+    # local pooling: both variants train before they are compared; level overall, the
+    # average loses on 1-pixel stripes
+    for tag in ("max", "avg"):
+        assert s(f"c12_pool_{tag}_train").min() >= 0.95
+    assert not c(s("c12_pool_max"), s("c12_pool_avg")).exceeds(2)
+    assert c(s("c12_pool_max_w1"), s("c12_pool_avg_w1"), paired=True).exceeds(2)
+
+
+def test_chapter_checks_fail_on_wrong_numbers(monkeypatch):
+    """Mutation: the claim and split checks above must fail when the glued results are changed."""
+    import sys
+
+    g = glued()
+    module = sys.modules[__name__]
+    for key, value in [("c12_reach_mlp_seeds", g["c12_reach_cnn_seeds"]),
+                       ("c12_pool_avg_w1_seeds", g["c12_pool_max_w1_seeds"]),
+                       ("c12_shift_mlp_seeds", g["c12_shift_cnn_seeds"])]:
+        monkeypatch.setattr(module, "glued", lambda path=EXECUTED, k=key, v=value: g | {k: v})
+        with pytest.raises(AssertionError):
+            test_chapter_claims_against_their_spread()
+    monkeypatch.setattr(module, "glued", lambda path=EXECUTED: g | {"c12_split_shift": "training"})
+    with pytest.raises(AssertionError):
+        test_chapter_figures_use_the_validation_split()

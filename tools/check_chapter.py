@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import build_book  # noqa: E402
 
-SUPPORT = ["_config.yml", "references.bib", "intro.md", "appendix/bibliography.md", "appendix/glossary.md"]
-BACK_MATTER = ["appendix/execution", "appendix/glossary", "appendix/bibliography"]  # execution.md is generated
+SUPPORT = ["_config.yml", "references.bib", "intro.md", "appendix/bibliography.md", "appendix/glossary.md",
+           "appendix/sweeps.md"]
+BACK_MATTER = ["appendix/sweeps", "appendix/execution", "appendix/glossary", "appendix/bibliography"]  # execution.md is generated
 
 
 def scaffold(dest: Path, chapters: list[Path]) -> Path:
@@ -28,7 +29,7 @@ def scaffold(dest: Path, chapters: list[Path]) -> Path:
     for name in SUPPORT:
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, dest / name)
-    for extra in ("_static", "tools"):  # theme assets and the book's local Sphinx extensions
+    for extra in ("_static", "tools", "src"):  # theme, Sphinx extensions, literalinclude sources
         if (ROOT / extra).is_dir():
             shutil.copytree(ROOT / extra, dest / extra, dirs_exist_ok=True)
     intro = dest / "intro.md"

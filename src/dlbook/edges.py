@@ -1,20 +1,22 @@
-"""Synthetic edge images for the inductive-bias lab: horizontal, vertical, diagonal stripes or none."""
+"""Synthetic edge images for the edge lab (chapter 12): horizontal, vertical, diagonal stripes or none.
+
+Topic module; imports only the core.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+
+from . import checks
+from .metrics import confusion_matrix
+from .runtime import torch_generator
+from .sweep import fit_stacked, stacked_logits
 
 CLASSES = ("none", "horizontal", "vertical", "diagonal", "antidiagonal")
 LOCATIONS = ("any", "first_half", "second_half")
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else f", {high}"
-        raise ValueError(f"{name} must be in [{low}{upper}], got {value}")
-    return value
 
 
 def _uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -49,7 +51,7 @@ def offset_range(kind: str, width: int, *, size: int, location: str) -> tuple[in
 
 def count_patterns(*, n_classes: int = 3, size: int = 28, widths: tuple[int, int] = (1, 5), location: str = "any") -> int:
     """Number of distinct (class, width, offset) stripe geometries the generator can draw."""
-    _check_int("n_classes", n_classes, 2, len(CLASSES))
+    checks.integer("n_classes", n_classes, low=2, high=len(CLASSES))
     total = 1  # "none" is one geometry
     for kind in CLASSES[1:n_classes]:
         for w in range(widths[0], widths[1] + 1):
@@ -85,13 +87,12 @@ def edge_images(n_per_class: int, *, generator: torch.Generator, n_classes: int 
     Gaussian pixel noise of standard deviation `noise`. With `return_info` a dict of per-image
     tensors (width, offset, background, intensity) comes third (width = offset = 0 for "none").
     """
-    _check_int("n_per_class", n_per_class, 1)
-    _check_int("n_classes", n_classes, 2, len(CLASSES))
-    _check_int("size", size, 8)
+    checks.positive_int("n_per_class", n_per_class)
+    checks.integer("n_classes", n_classes, low=2, high=len(CLASSES))
+    checks.integer("size", size, low=8)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if location not in LOCATIONS:
-        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}")
+    checks.choice("location", location, LOCATIONS)
     if (not isinstance(widths, tuple) or len(widths) != 2
             or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths)
             or not 1 <= widths[0] <= widths[1] <= size // 4):
@@ -138,7 +139,7 @@ def edge_images(n_per_class: int, *, generator: torch.Generator, n_classes: int 
 
 def pixel_permutation(size: int = 28, *, generator: torch.Generator) -> torch.Tensor:
     """A fixed random permutation (size*size,) of pixel indices."""
-    _check_int("size", size, 1)
+    checks.positive_int("size", size)
     return torch.randperm(size * size, generator=generator)
 
 
@@ -157,8 +158,6 @@ def edge_split(n_per_class: int, *, seed: int, n_val_per_class: int = 100, train
     `train_location` / `val_location` give a domain shift; `perm` (H*W,) scrambles the pixels of both;
     other keyword arguments go to edge_images.
     """
-    from .runtime import torch_generator
-
     g = torch_generator(seed)
     x, y, info = edge_images(n_per_class, generator=g, location=train_location, return_info=True, **kwargs)
     xv, yv, info_v = edge_images(n_val_per_class, generator=g, location=val_location, return_info=True, **kwargs)
@@ -171,3 +170,88 @@ def seen_geometry(y: torch.Tensor, info: dict, y_val: torch.Tensor, info_val: di
     """Bool (M,): does validation image m have a (class, width, offset) that some training image has?"""
     keys = {(int(c), int(w), int(d)) for c, w, d in zip(y, info["width"], info["offset"])}
     return torch.tensor([(int(c), int(w), int(d)) in keys for c, w, d in zip(y_val, info_val["width"], info_val["offset"])])
+
+
+@dataclass
+class LabRun:
+    """One stacked run of the lab: history, trained models and the data each model saw (K, ...)."""
+
+    hist: dict
+    models: list
+    x: torch.Tensor
+    y: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    info: list
+    info_val: list
+
+    def final(self, key: str = "val_acc") -> np.ndarray:
+        """The last evaluation of `key` for each model (K,)."""
+        return self.hist[key][:, -1]
+
+    def val_probs(self, *, device) -> torch.Tensor:
+        """Softmax probabilities (K, M, C) of each model on its own validation images."""
+        return stacked_logits(self.models, self.x_val, device=device).softmax(-1).cpu()
+
+    def val_confusion(self, *, device) -> torch.Tensor:
+        """Confusion counts (C, C) on the validation images, summed over the K models."""
+        pred = self.val_probs(device=device).argmax(-1)
+        return confusion_matrix(self.y_val.flatten(), pred.flatten(), self.hist["n_classes"])
+
+
+def run_lab(make_model, n_per_class: int, *, seeds, cfg, device, data_seed: int = 0,
+            frozen=(), **split_kwargs) -> LabRun:
+    """Train make_model(seed=s) on edge_split(n_per_class, seed=data_seed + seed) for each seed, stacked."""
+    seeds = [checks.seed(s) for s in seeds]
+    splits = [edge_split(n_per_class, seed=data_seed + s, return_info=True, **split_kwargs) for s in seeds]
+    x, y, x_val, y_val = (torch.stack([p[i] for p in splits]) for i in range(4))
+    models = [make_model(seed=s) for s in seeds]
+    hist = fit_stacked(models, x, y, cfg=cfg, seeds=seeds, device=device, x_val=x_val, y_val=y_val,
+                       frozen=frozen)
+    hist["n_classes"] = split_kwargs.get("n_classes", 3)
+    return LabRun(hist, models, x, y, x_val, y_val, [p[4] for p in splits], [p[5] for p in splits])
+
+
+def size_to_reach(sizes, acc, target: float) -> np.ndarray:
+    """Per seed, the images per class at which accuracy acc (S sizes, K seeds) first reaches `target`.
+
+    Linear interpolation in log(size) between the last size below and the first at or above the
+    target; nan for a seed that never reaches it.
+    """
+    sizes, acc = np.log(np.asarray(sizes, dtype=float)), np.asarray(acc, dtype=float)
+    out = np.full(acc.shape[1], np.nan)
+    for k in range(acc.shape[1]):
+        hit = np.nonzero(acc[:, k] >= target)[0]
+        if hit.size == 0:
+            continue
+        i = hit[0]
+        if i == 0:
+            out[k] = np.exp(sizes[0])
+            continue
+        a0, a1 = acc[i - 1, k], acc[i, k]
+        out[k] = np.exp(sizes[i - 1] + (target - a0) / (a1 - a0) * (sizes[i] - sizes[i - 1]))
+    return out
+
+
+def seen_share(run: LabRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per model (K,): share of validation edge images whose geometry occurs in training, and the
+    validation accuracy on edge images with a seen and with an unseen geometry (nan if none)."""
+    pred = stacked_logits(run.models, run.x_val, device="cpu").argmax(-1)
+    share, acc_seen, acc_unseen = [], [], []
+    for k in range(len(run.models)):
+        seen = seen_geometry(run.y[k], run.info[k], run.y_val[k], run.info_val[k])
+        edge, ok = run.y_val[k] > 0, (pred[k] == run.y_val[k]).double()
+        share.append(seen[edge].double().mean().item())
+        acc_seen.append(ok[edge & seen].mean().item() if (edge & seen).any() else np.nan)
+        acc_unseen.append(ok[edge & ~seen].mean().item() if (edge & ~seen).any() else np.nan)
+    return np.array(share), np.array(acc_seen), np.array(acc_unseen)
+
+
+def lit_map(x: torch.Tensor, y: torch.Tensor, label: int) -> torch.Tensor:
+    """Share (H, W) of the images of class `label` in which each pixel differs from the background.
+
+    The background is each image's median: a stripe covers less than half of the pixels.
+    """
+    xs = x[y == label].flatten(0, -3)
+    background = xs.flatten(-2).median(-1).values[:, None, None]
+    return ((xs - background).abs() > 1e-6).double().mean(0)

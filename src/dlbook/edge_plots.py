@@ -1,0 +1,69 @@
+"""Figures of the edge lab (chapter 12): image grids, kernel rows and confusion matrices.
+
+Topic module; imports only the core (plots) and matplotlib.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+
+def image_grid(rows: list, *, titles: list[str], figsize=(8, 5), suptitle: str | None = None):
+    """One row of grey images (each (1, H, W) or (H, W), values in [0, 1]) per entry of `rows`."""
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=figsize, squeeze=False)
+    for r, (imgs, title) in enumerate(zip(rows, titles)):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+            if c < len(imgs):
+                ax.imshow(torch.as_tensor(imgs[c]).reshape(imgs[c].shape[-2:]), cmap="gray",
+                          vmin=0, vmax=1)
+            else:
+                ax.set_visible(False)
+        axes[r, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def kernel_grid(rows: list, *, titles: list[str], suptitle: str):
+    """One row of k x k kernels (F, 1, k, k) per entry, each scaled to its own range (red > 0 > blue)."""
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(8, 1.05 * len(rows) + 0.4), squeeze=False)
+    for r, (kernels, title) in enumerate(zip(rows, titles)):
+        for ax, k in zip(axes[r], kernels.detach().cpu()):
+            lim = float(k.abs().max())
+            ax.imshow(k[0], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        for ax in axes[r]:
+            ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+        axes[r, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(suptitle)
+    return fig
+
+
+def confusion_plot(ax, counts: torch.Tensor, classes, *, title: str):
+    """Row-normalised confusion matrix (true class per row) with the rates written in the cells."""
+    rate = (counts.double() / counts.sum(1, keepdim=True).clamp(min=1)).numpy()
+    ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(rate):
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if v > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.grid(False)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    return rate
+
+
+def log_size_axis(ax, sizes, *, label: str = "training images per class (log scale)"):
+    """A log x-axis with one plain integer tick per size and no minor tick labels (nothing overlaps)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(sizes))))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(label)
