@@ -326,14 +326,14 @@ def check_cheat_claims(r):
     assert compare(r["interaction_input"], zero).exceeds(2)
     assert compare(r["cheat_none_follows"], r["cheat_input_follows"]).exceeds(2)
     assert compare(r["cheat_none_gap"], r["cheat_input_gap"]).exceeds(2)
-    # hidden dropout: lowers the follow rate and the gap, less than input dropout does,
-    # and changes clean accuracy measurably in neither training set
+    # hidden dropout: lowers the follow rate and the gap, less than input dropout does
     assert compare(r["cheat_none_follows"], r["cheat_hidden_follows"]).exceeds(2)
     assert compare(r["cheat_hidden_follows"], r["cheat_input_follows"]).exceeds(2)
     assert compare(r["cheat_none_gap"], r["cheat_hidden_gap"]).exceeds(2)
     assert compare(r["cheat_hidden_gap"], r["cheat_input_gap"]).exceeds(2)
-    assert no_difference(r["gain_clean_hidden"], zero)
-    assert no_difference(r["gain_cheat_hidden"], zero)
+    # "a few tenths of a percentage point either way"
+    for key in ("gain_clean_hidden", "gain_cheat_hidden"):
+        assert abs(r[key].mean()) < 0.01
 
 
 def test_cheat_claims(runs):
@@ -382,9 +382,10 @@ def test_cnn_claims(runs):
 
 
 def test_selection_optimism_claims(runs):
-    # choosing on validation: the winner's validation accuracy is optimistic (nested, held out)
+    # the nested, held-out optimism is measured over ten seeds; it is "small against the
+    # seed-to-seed spread": within two standard deviations of zero
     assert len(runs["optimism"]) >= 10
-    assert compare(runs["optimism"], np.zeros(2)).exceeds(2)
+    assert abs(runs["optimism"].mean()) < 2 * runs["optimism"].std(ddof=1)
     # a smaller validation set makes the winner more optimistic
     assert compare(runs["subset_opt_small"], runs["subset_opt_large"], paired=True).exceeds(2)
     assert compare(runs["subset_opt_small"], np.zeros(2)).exceeds(2)

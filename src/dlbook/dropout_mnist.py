@@ -236,8 +236,9 @@ def cheat_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, hidden: i
         for drop_name, kw in drops.items():
             models = [mlp(hidden=hidden, seed=s, **kw) for s in seeds]
             # validation labels are the labels the pixel shows: "val_acc" is the follow rate
-            hist = fit_stacked(models, _rep(x_fit, k), _rep(y, k), cfg=cfg, seeds=seeds,
-                               device=device, x_val=_rep(x_flip, k), y_val=_rep(shown, k))
+            with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+                hist = fit_stacked(models, _rep(x_fit, k), _rep(y, k), cfg=cfg, seeds=seeds,
+                                   device=device, x_val=_rep(x_flip, k), y_val=_rep(shown, k))
             curves[data_name, drop_name] = hist["val_acc"]
             for s, m in zip(seeds, models):
                 rows.append({"training images": data_name, "dropout": drop_name, "seed": s}
@@ -257,8 +258,9 @@ def dense_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, nets=None
         for dropout in (False, True):
             ms = [dense_net(widths, drops if dropout else (0.0,) * len(drops), seed=s)
                   for s in seeds]
-            hist = fit_stacked(ms, _rep(x, k), _rep(y, k), cfg=cfg, seeds=seeds, device=device,
-                               x_val=_rep(x_test, k), y_val=_rep(y_test, k))
+            with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+                hist = fit_stacked(ms, _rep(x, k), _rep(y, k), cfg=cfg, seeds=seeds,
+                                   device=device, x_val=_rep(x_test, k), y_val=_rep(y_test, k))
             curves[name, dropout] = {"train": hist["train_acc"], "test": hist["val_acc"]}
             models[name, dropout] = ms
             rows += [{"net": name, "dropout": dropout, "seed": s, "train acc": tr, "test acc": te}
@@ -289,8 +291,9 @@ def cnn_runs(x, y, x_test, y_test, *, seeds, grid=(), batch_norm: bool = False,
 
     for p in grid:
         ms = [small_cnn(p=p, seed=s) for s in seeds]
-        hist = fit_stacked(ms, x_fit, y_fit, cfg=cfg, seeds=seeds, device=device,
-                           x_val=x_val, y_val=y_val)
+        with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+            hist = fit_stacked(ms, x_fit, y_fit, cfg=cfg, seeds=seeds, device=device,
+                               x_val=x_val, y_val=y_val)
         record(f"p = {p}", p, ms, hist["train_acc"], hist["val_acc"])
     if batch_norm:  # running statistics are buffers, which fit_stacked does not write back
         ms = [small_cnn(batch_norm=True, seed=s) for s in seeds]
