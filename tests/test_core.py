@@ -296,3 +296,25 @@ def test_record_adds_per_evaluation_values_in_fit_and_fit_stacked():
     assert len(h["w0"]) == 4 and hs["w0"].shape == (2, 4)
     assert hs["w0"][0] == pytest.approx(h["w0"], rel=1e-5)
     assert hs["w0"][1, -1] == pytest.approx(models[1][0].weight.norm().item(), rel=1e-6)
+
+
+def test_module_docstrings_name_the_chapters_that_use_them():
+    import re
+    import sys
+
+    sys.path.insert(0, str(SRC.parents[1] / "tools"))
+    import libdeps
+
+    root = SRC.parents[1]
+    use: dict[str, set] = {}
+    for ch in sorted((root / "chapters").glob("[0-9]*.md")):
+        for dep in libdeps.chapter_dependencies(ch, root):
+            use.setdefault(dep.name, set()).add(int(ch.name[:2]))
+    for path in SRC.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        m = re.search(r"Used by chapters: ([0-9, ]+|none)\.", doc)
+        assert m, f"{path.name}: docstring lacks 'Used by chapters: ...'"
+        named = set() if m.group(1) == "none" else {int(c) for c in m.group(1).split(",")}
+        assert named == use.get(path.name, set()), f"{path.name}: names {sorted(named)}, used by {sorted(use.get(path.name, []))}"

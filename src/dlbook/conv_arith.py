@@ -1,6 +1,8 @@
 """Convolution arithmetic: output sizes, parameter and multiply-add counts, and the networks of chapter 9.
 
 Topic module of chapter 9; imports only the core (checks, runtime, train, metrics).
+
+Used by chapters: 9.
 """
 
 from __future__ import annotations

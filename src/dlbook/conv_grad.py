@@ -2,6 +2,8 @@
 patches, and the size of the gradient (moments, Monte Carlo, correlated inputs, batch norm).
 
 Topic module of chapter 10; imports only the core.
+
+Used by chapters: 10.
 """
 
 from __future__ import annotations

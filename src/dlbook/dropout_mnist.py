@@ -2,6 +2,8 @@
 
 Models, the cheat pattern, the thinned-ensemble checks and the chapter's experiments (all seeds
 of one shape trained at once with `sweep.fit_stacked`). Images are (N, 1, 28, 28) in [0, 1].
+
+Used by chapters: 8.
 """
 
 from __future__ import annotations

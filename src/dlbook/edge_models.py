@@ -2,6 +2,8 @@
 
 Topic module; imports only the core. Both models have a `stacked_forward(params, x)` that
 `sweep.fit_stacked` uses to train K copies at once (see the appendix page on sweeps).
+
+Used by chapters: 12.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Figures of the edge lab (chapter 12): image grids, kernel rows and confusion matrices.
 
 Topic module; imports only the core (plots) and matplotlib.
+
+Used by chapters: 12.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Synthetic edge images for the edge lab (chapter 12): horizontal, vertical, diagonal stripes or none.
 
 Topic module; imports only the core.
+
+Used by chapters: 12.
 """
 
 from __future__ import annotations

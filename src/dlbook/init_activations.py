@@ -4,6 +4,8 @@ Topic module of chapter 1. Training goes through `dlbook.sweep.fit_stacked` / `d
 this module only builds data and models and measures them. The logic-gate part is exact: inputs
 are enumerated, weights are small integers, and a one-unit impossibility comes with a Farkas
 certificate that integer arithmetic verifies.
+
+Used by chapters: 1.
 """
 
 from __future__ import annotations

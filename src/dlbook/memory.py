@@ -4,6 +4,8 @@ Topic module. Every count is an integer number of bytes, read from the tensors t
 every function works on the `meta` device (shapes and dtypes, no storage), so a ResNet-152 at
 batch 256 is accounted for in seconds on a CPU. One unit system: KiB = 2**10, MiB = 2**20,
 GiB = 2**30 bytes (binary units; MB = 10**6 bytes is a different, smaller unit).
+
+Used by chapters: 15.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Core module. Weight decay is either an L2 term in the loss (`decoupled=False`: torch's
 `weight_decay` argument adds wd * w to the gradient, i.e. the gradient of (wd / 2) ||w||^2) or
 decoupled from the gradient (`decoupled=True`: w <- (1 - lr * wd) w before the step, as AdamW
-does). Used by `train.fit` and `sweep.fit_stacked` (so by every chapter that trains a network).
+does). Used through `train.fit` and `sweep.fit_stacked`.
+
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15.
 """
 
 from __future__ import annotations

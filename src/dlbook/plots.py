@@ -1,6 +1,8 @@
 """One plotting style for every figure, one colour per compared method, and mean ± band helpers.
 
 Core module; every chapter with a figure uses it.
+
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 stacked routing, and robustness measurements of one pooling layer.
 
 Topic module of chapter 11; imports only the core.
+
+Used by chapters: 11.
 """
 
 from __future__ import annotations

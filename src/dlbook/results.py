@@ -1,7 +1,9 @@
 """Runs over seeds and their summaries: mean, standard deviation, standard error, comparisons.
 
 Core module. Every comparative claim in the book ("raises", "faster") rests on `compare`, and
-every results table on `summarize`. Used by the chapters that train over seeds (1-5, 8, 9, 12-14).
+every results table on `summarize`.
+
+Used by chapters: 1, 2, 3, 4, 5, 6, 8, 9, 11, 12.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Device choice, seeded generators, seeded model construction and a report of the environment.
 
 Core module; every chapter uses it.
+
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Topic module. Training goes through `dlbook.sweep.fit_stacked` (all seeds of one configuration
 in one call); this module builds the models, converts budgets (epochs, steps) into evaluation
 points, and writes the step-size sequences of the Robbins-Monro conditions as `optim.Schedule`s.
+
+Used by chapters: 2.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Core module. `fit_stacked` takes the same `TrainConfig` as `train.fit` and is tested equal to
 `fit` run model by model (same minibatch orders, same optimizer arithmetic). Speed tricks live
 here and in a model's optional `stacked_forward(params, x)`; see the appendix page on sweeps.
-Used by chapters that train many small models (12, and any seed or size sweep).
+
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 12.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import checks
 from .metrics import loss_fn
 from .optim import make_optimizer, set_lr
+from .runtime import global_seed
 from .train import TrainConfig, batch_indices
 
 
@@ -84,35 +86,37 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
     # (K * N, ...) rows, made once (a copy when x is a broadcast view): one gather per step
     x_rows, y_rows = x.reshape(k * n, *x.shape[2:]), y.reshape(k * n, *y.shape[2:])
     evals, elapsed, start = set(cfg.eval_steps()), 0.0, time.perf_counter()
-    lr = None
-    for step in range(1, cfg.steps + 1):
-        if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
-            set_lr(opt, lr)
-        flat = (rows + orders[step - 1]).flatten()
-        xb = x_rows.index_select(0, flat).view(k, -1, *x.shape[2:])
-        yb = y_rows.index_select(0, flat).view(k, -1, *y.shape[2:])
-        # model k's loss depends only on its slice of params, so the sum separates their gradients
-        per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
-                            reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
-        if cfg.penalty:  # sum over models of each model's lam ||theta_k||^2
-            per_model = per_model + cfg.penalty * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
-        opt.zero_grad(set_to_none=True)
-        per_model.sum().backward()
-        opt.step()
-        if step in evals:
-            elapsed += time.perf_counter() - start
-            hist["step"].append(step)
-            hist["time"].append(elapsed)
-            hist["lr"].append(opt.param_groups[0]["lr"])
-            with torch.no_grad():
-                if record is not None:
-                    for key, value in record(params).items():
-                        hist.setdefault(key, []).append(torch.as_tensor(value).double().cpu().numpy())
-                for s, (xs, ys) in splits.items():
-                    loss, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
-                    hist[f"{s}_loss"].append(loss)
-                    hist[f"{s}_acc"].append(acc)
-            start = time.perf_counter()
+    # dropout masks under vmap come from the global generator: a function of the seeds alone
+    with global_seed(seeds[0], device):
+        lr = None
+        for step in range(1, cfg.steps + 1):
+            if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
+                set_lr(opt, lr)
+            flat = (rows + orders[step - 1]).flatten()
+            xb = x_rows.index_select(0, flat).view(k, -1, *x.shape[2:])
+            yb = y_rows.index_select(0, flat).view(k, -1, *y.shape[2:])
+            # model k's loss depends only on its slice of params, so the sum separates their gradients
+            per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
+                                reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
+            if cfg.penalty:  # sum over models of each model's lam ||theta_k||^2
+                per_model = per_model + cfg.penalty * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
+            opt.zero_grad(set_to_none=True)
+            per_model.sum().backward()
+            opt.step()
+            if step in evals:
+                elapsed += time.perf_counter() - start
+                hist["step"].append(step)
+                hist["time"].append(elapsed)
+                hist["lr"].append(opt.param_groups[0]["lr"])
+                with torch.no_grad():
+                    if record is not None:
+                        for key, value in record(params).items():
+                            hist.setdefault(key, []).append(torch.as_tensor(value).double().cpu().numpy())
+                    for s, (xs, ys) in splits.items():
+                        loss, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
+                        hist[f"{s}_loss"].append(loss)
+                        hist[f"{s}_acc"].append(acc)
+                start = time.perf_counter()
     with torch.no_grad():
         for i, m in enumerate(models):
             for name, p in m.named_parameters():

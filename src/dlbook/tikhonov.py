@@ -3,6 +3,8 @@
 Topic module for chapter 7. Notation as in chapter 6: p is the drop rate, 1 - p the keep
 probability; the mask matrix R (n, d) has independent Bernoulli(1 - p) entries and training sees
 R * X (no division by 1 - p). Training runs go through `dropout.fit_linear` in the chapter.
+
+Used by chapters: 7.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Topic module for the chapter on momentum, Nesterov and Adam. The valley paths run the book's
 own optimizers (`optim.make_optimizer`) on a two-parameter tensor; the loop is four lines and
 in view. Least-squares problems are trained as bias-free linear models through `sweep.fit_stacked`.
+
+Used by chapters: 3.
 """
 
 from __future__ import annotations

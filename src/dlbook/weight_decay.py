@@ -4,6 +4,8 @@ The penalty is lam * ||w||^2 (no 1/2). One SGD step on L + lam ||w||^2 is
 w <- (1 - 2 lr lam) w - lr grad L(w): a multiplicative decay by 1 - 2 lr lam, then a plain step.
 PyTorch's `weight_decay` argument adds wd * w to the gradient, so it is the penalty
 lam = wd / 2, and its per-step decay factor is 1 - lr * wd.
+
+Used by chapters: 5.
 """
 
 from __future__ import annotations
