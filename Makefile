@@ -23,16 +23,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: $(VENV)/.installed
 	$(BIN)/python tools/build_book.py --jobs $(JOBS)
 
-NBVAL := -n $(JOBS) --dist loadfile --nbval-current-env --nbval-cell-timeout=300
+NBVAL := -n $(JOBS) --dist loadfile --nbval-cell-timeout=300
 
 # everything CI checks; the book build is a no-op when nothing changed
 test: book
 	bash tools/install_browser.sh
 	$(BIN)/python -m pytest -n $(JOBS) tests
-	# (the notebooks readers open, _build/colab/, run top to bottom in a fresh virtual environment
-	#  with only `pip install` of the package: tests/test_reader_notebooks.py, every chapter when CI is set)
-	# re-executing each published notebook reproduces its text outputs (figures excepted)
-	$(BIN)/python -m pytest $(NBVAL) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	# re-executing each published notebook reproduces its text outputs (figures excepted), in the
+	# reader's environment: a fresh venv with only `pip install` of the package (tools/reader_env.py),
+	# as Colab and Binder run the generated notebooks (_build/colab/, tests/test_reader_notebooks.py)
+	$(BIN)/python tools/reader_env.py >/dev/null
+	JUPYTER_PATH="$$($(BIN)/python tools/reader_env.py)" $(BIN)/python -m pytest $(NBVAL) \
+		--nbval --nbval-kernel-name dlbook-reader --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		_build/jupyter_execute/chapters/[0-9]*.ipynb
 
 test-fast: $(VENV)/.installed

@@ -42,3 +42,20 @@ def test_importing_the_library_does_not_import_myst_nb(no_myst_nb):
     importlib.reload(gluing)  # would raise if the module imported myst-nb at import time
     with pytest.raises(ValueError, match="name"):
         gluing.glue("", 1)
+
+
+@pytest.mark.parametrize("value", [3, 0.125, "text", [1, 2]])
+@pytest.mark.parametrize("display", [False, True])
+def test_recording_without_myst_nb_emits_what_myst_nb_emits(monkeypatch, value, display):
+    """DLBOOK_GLUE_RECORD=1 (strict nbval in the reader's kernel) must reproduce myst-nb's record."""
+    import myst_nb.ext.glue as reference
+
+    expected = []
+    monkeypatch.setattr(reference, "ipy_display", lambda *a, **k: expected.append((a, k)))
+    reference.glue("n", value, display=display)
+    got = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: got.append((a, k)))
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+    monkeypatch.setenv("DLBOOK_GLUE_RECORD", "1")
+    gluing.glue("n", value, display=display)
+    assert got == expected and len(got) == 1

@@ -5,17 +5,17 @@
 2. The built book (`make book` first): one reader notebook per chapter under _build/colab/, laid
    out as the launch URLs expect, no MyST left, every glued value in the prose, every code cell of
    the chapter present and in order.
-3. Outside the repository, as Colab runs them: a fresh virtual environment (cached under _build/,
-   keyed on pyproject.toml) gets only `pip install` of the package (no [book] extra); its
-   dependency tree holds no Sphinx, myst-nb or jupyter-book; each reader notebook executes top to
-   bottom there. Every chapter runs in CI (CI set) or with DLBOOK_READER_NOTEBOOKS=all; otherwise
-   the two fastest chapters (by the build's execution times), or a comma list of chapter stems.
+3. Outside the repository, as Colab runs them: a fresh virtual environment (tools/reader_env.py,
+   cached under _build/) gets only `pip install` of the package (no [book] extra); its dependency
+   tree holds no Sphinx, myst-nb or jupyter-book; reader notebooks execute top to bottom there, in
+   a working folder outside the repository: the two fastest chapters (by the build's execution
+   times), every chapter with DLBOOK_READER_NOTEBOOKS=all, or a comma list of chapter stems.
+   Every chapter's code runs in that environment in `make test` anyway: strict nbval re-executes
+   each published notebook (the same code cells, checked above) in its `dlbook-reader` kernel.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -34,6 +34,7 @@ from conftest import BOOK_ROOT, REPO, load_book_config
 sys.path.insert(0, str(REPO / "tools"))
 
 import build_book  # noqa: E402
+import reader_env  # noqa: E402
 import reader_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -366,70 +367,14 @@ def test_every_code_cell_of_the_chapter_is_there_in_order(doc):
 
 # --- 3. outside the repository, as Colab runs them ------------------------------------------
 
-def fresh_venv_dir() -> Path:
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    return BOOK_ROOT / "_build" / f"reader-venv-{key}"
-
-
-def pins() -> list[str]:
-    """requirements.txt's `name==version` lines: constraints only (Colab has its own torch; here the
-    book's pinned one, which installs from the local wheel cache instead of a newer download)."""
-    lines = [ln.split("#", 1)[0].strip() for ln in (REPO / "requirements.txt").read_text().splitlines()]
-    return [ln for ln in lines if "==" in ln]
-
-
 @pytest.fixture(scope="session")
 def fresh_venv() -> Path:
-    """A virtual environment outside the repository's .venv with only `pip install <package>`.
-
-    Built once (a lock file serialises the xdist workers) and kept under _build/, keyed on
-    pyproject.toml. Also records the installed size and the package list.
-    """
-    venv = fresh_venv_dir()
-    done = venv / ".complete"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / ".reader-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            for old in venv.parent.glob("reader-venv-*"):
-                shutil.rmtree(old, ignore_errors=True)
-            env = clean_env()
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
-            py = str(venv / "bin" / "python")
-            # the package as a reader gets it: its own files only (pyproject, README, src)
-            pkg = venv / "package"
-            pkg.mkdir()
-            for name in ("pyproject.toml", "README.md"):
-                shutil.copy(REPO / name, pkg / name)
-            shutil.copytree(REPO / "src", pkg / "src",
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            (venv / "constraints.txt").write_text("\n".join(pins()) + "\n")
-            t0 = time.perf_counter()
-            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "-c", str(venv / "constraints.txt"), str(pkg)], check=True, env=env)
-            seconds = time.perf_counter() - t0
-            listing = subprocess.run([py, "-m", "pip", "list", "--format", "json"], check=True, env=env,
-                                     capture_output=True, text=True).stdout
-            (venv / "package-list.json").write_text(listing)
-            site = next((venv / "lib").glob("python3*/site-packages"))
-            size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
-            (venv / "install-report.json").write_text(json.dumps(
-                {"site_packages_bytes": size, "pip_install_seconds": round(seconds, 1)}, indent=1))
-            # what Colab and Binder have besides: a kernel and a notebook runner (no build tools)
-            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "-c", str(venv / "constraints.txt"), "ipykernel", "nbclient"],
-                           check=True, env=env)
-            done.touch()
-    return venv
+    """A virtual environment outside the repository's .venv with only `pip install <package>`
+    (tools/reader_env.py; built once, kept under _build/, shared with `make test`'s nbval run)."""
+    return reader_env.ensure(BOOK_ROOT)
 
 
-def clean_env() -> dict:
-    """The environment of a fresh kernel: no PYTHONPATH to this checkout, no virtualenv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", DLBOOK_PROGRESS="0",
-               PYDEVD_DISABLE_FILE_VALIDATION="1", PYTHONHASHSEED="0")
-    return env
+clean_env = reader_env.clean_env
 
 
 def test_the_package_brings_no_build_tools(fresh_venv):
@@ -446,8 +391,8 @@ def test_the_declared_dependencies_hold_no_build_tools():
 
 
 def run_subset(docs: list[str]) -> list[str]:
-    """Every chapter in CI or with DLBOOK_READER_NOTEBOOKS=all; else a chosen or the fastest two."""
-    choice = os.environ.get("DLBOOK_READER_NOTEBOOKS", "all" if os.environ.get("CI") else "")
+    """Every chapter with DLBOOK_READER_NOTEBOOKS=all; else a chosen or the fastest two."""
+    choice = os.environ.get("DLBOOK_READER_NOTEBOOKS", "")
     if choice == "all":
         return docs
     if choice:
@@ -491,3 +436,31 @@ def test_reader_notebook_runs_outside_the_repository(doc, fresh_venv, tmp_path):
     times = BOOK_ROOT / "_build" / "reader-notebook-times"
     times.mkdir(parents=True, exist_ok=True)
     (times / f"{Path(doc).name}.txt").write_text(r.stdout.strip().splitlines()[-1] + "\n")
+
+
+def test_the_reader_kernel_runs_the_installed_package_not_this_checkout(fresh_venv):
+    """`make test` runs strict nbval in the `dlbook-reader` kernel: it must import the package
+    installed in the reader's environment even when PYTHONPATH points at this checkout's src/."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"),
+               JUPYTER_PATH=str(reader_env.jupyter_path(BOOK_ROOT)))
+    old = dict(os.environ)
+    os.environ.update(env)  # kernelspecs are looked up in this process's JUPYTER_PATH
+    try:
+        km, kc = start_new_kernel(kernel_name=reader_env.KERNEL, env=env)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    try:
+        reply = []
+        kc.execute_interactive("import sys, dlbook, torch; print(sys.prefix, dlbook.__file__, "
+                               "torch.get_num_threads())",
+                               output_hook=lambda m: reply.append(m["content"].get("text", "")))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    prefix, module, threads = "".join(reply).split()
+    assert Path(prefix).resolve() == fresh_venv.resolve()
+    assert Path(module).resolve().is_relative_to(fresh_venv.resolve()), module
+    assert threads == "1"
