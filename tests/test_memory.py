@@ -221,7 +221,7 @@ def test_batch_size_run_records_each_epoch():
     np.testing.assert_array_equal(again["test_acc"], run["test_acc"])  # seeded: reproducible
 
 
-def test_cpu_time_per_epoch_falls_with_batch_size():
+def check_cpu_time_per_epoch_falls_with_batch_size():
     """Many small steps cost more CPU time per epoch than few large ones: asserted against the
     spread over seeds, with process time (robust to waiting for a shared core)."""
     from dlbook.results import compare
@@ -231,6 +231,18 @@ def test_cpu_time_per_epoch_falls_with_batch_size():
                                 base_batch=1, epochs=2, seed=s, device="cpu")["cpu_time"][-1]
              for s in range(5)] for b in (1, 100)}
     assert compare(t[1], t[100], paired=True).exceeds(2), t
+
+
+def test_cpu_time_per_epoch_falls_with_batch_size():
+    check_cpu_time_per_epoch_falls_with_batch_size()
+
+
+def test_timing_check_fails_when_fit_records_no_cpu_time(monkeypatch):
+    import dlbook.train
+
+    monkeypatch.setattr(dlbook.train.time, "process_time", lambda: 0.0)
+    with pytest.raises(AssertionError):
+        check_cpu_time_per_epoch_falls_with_batch_size()
 
 
 def test_epoch_cost_recovers_a_known_line():
