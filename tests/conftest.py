@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 # the book can be checked with DLBOOK_BOOK_ROOT=/path/to/copy.
 BOOK_ROOT = Path(os.environ.get("DLBOOK_BOOK_ROOT", REPO)).resolve()
 
+# The front matter of a MyST markdown notebook, for the probe chapters that tests write.
+MYST_HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
 
 def load_book_config(root: Path = BOOK_ROOT) -> dict:
     """The book's _config.yml as a dict."""

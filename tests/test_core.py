@@ -146,6 +146,7 @@ def test_fit_learns_separable_blobs_and_records_a_full_history():
     assert h["train_acc"][-1] > 0.95 and h["train_loss"][-1] < h["train_loss"][0]
     assert len(h["batch_loss"]) == 200 and all(t >= 0 for t in h["time"])
     assert h["time"] == sorted(h["time"]) and len(h["grad_norm"]) == 4
+    assert h["cpu_time"] == sorted(h["cpu_time"]) and len(h["cpu_time"]) == 4
     assert evaluate(model, x, y, device="cpu") == pytest.approx((h["val_loss"][-1], h["val_acc"][-1]))
 
 

@@ -1,5 +1,6 @@
 """Memory accounting: hand-computed small cases, meta == CPU, mutation tests."""
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -157,3 +158,121 @@ def test_check_fails_when_a_storage_is_counted_twice(monkeypatch):
     monkeypatch.setattr(mem, "storage_key", lambda t: id(t))
     with pytest.raises(AssertionError):
         check_mlp_counts_shared_storage_once()
+
+
+# --- batch size and time -------------------------------------------------------------------
+
+def check_steps_per_epoch_cover_the_data(n, batch_size):
+    """The first steps_per_epoch(n, B) batches that fit draws hold every example exactly once."""
+    from dlbook.train import batch_indices
+
+    k = mem.steps_per_epoch(n, batch_size)
+    loop, pos = 0, 0  # a plain loop: batches until the epoch is used up
+    while pos < n:
+        pos, loop = pos + batch_size, loop + 1
+    assert k == loop, (k, loop)
+    batches = batch_indices(n, steps=k, batch_size=batch_size, seed=0)
+    assert sorted(torch.cat(batches).tolist()) == list(range(n))
+
+
+def check_run_follows_the_scaling_rule(run, *, base_lr, base_batch):
+    """Evaluated at every epoch's end, trained at lr = base_lr * B / base_batch."""
+    b = run["batch_size"]
+    assert run["lr"] == pytest.approx(base_lr * b / base_batch, rel=1e-12)
+    k = -(-100 // b)  # 100 examples in _toy_data
+    assert list(run["steps"]) == [k * e for e in range(1, len(run["steps"]) + 1)]
+
+
+def _toy_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(100, 1, 4, 4, generator=g)
+    y = (x.flatten(1).sum(1) > 0).long()
+    return x, y, x[:20], y[:20]
+
+
+def _toy_model():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize("n,b", [(4000, 16), (4000, 1024), (10, 3), (7, 7), (5, 8)])
+def test_steps_per_epoch_cover_the_data(n, b):
+    check_steps_per_epoch_cover_the_data(n, b)
+
+
+def test_scaled_lr_is_the_linear_rule():
+    assert mem.scaled_lr(1024, base_lr=0.01, base_batch=16) == pytest.approx(0.64)
+    assert mem.scaled_lr(16, base_lr=0.01, base_batch=16) == 0.01
+    with pytest.raises(ValueError, match="base_lr"):
+        mem.scaled_lr(16, base_lr=0.0, base_batch=16)
+    with pytest.raises(ValueError, match="batch_size"):
+        mem.scaled_lr(0, base_lr=0.1, base_batch=16)
+
+
+def test_batch_size_run_records_each_epoch():
+    x, y, xt, yt = _toy_data()
+    for b in (7, 32, 100):
+        run = mem.batch_size_run(_toy_model, x, y, xt, yt, batch_size=b, base_lr=0.05,
+                                 base_batch=8, epochs=3, seed=1, device="cpu")
+        check_run_follows_the_scaling_rule(run, base_lr=0.05, base_batch=8)
+        assert len(run["test_acc"]) == len(run["cpu_time"]) == 3
+        assert np.all(np.diff(run["cpu_time"]) >= 0) and np.all(np.diff(run["time"]) >= 0)
+    again = mem.batch_size_run(_toy_model, x, y, xt, yt, batch_size=100, base_lr=0.05,
+                               base_batch=8, epochs=3, seed=1, device="cpu")
+    np.testing.assert_array_equal(again["test_acc"], run["test_acc"])  # seeded: reproducible
+
+
+def check_cpu_time_per_epoch_falls_with_batch_size():
+    """Many small steps cost more CPU time per epoch than few large ones: asserted against the
+    spread over seeds, with process time (robust to waiting for a shared core)."""
+    from dlbook.results import compare
+
+    x, y, xt, yt = _toy_data()
+    t = {b: [mem.batch_size_run(_toy_model, x, y, xt, yt, batch_size=b, base_lr=0.01,
+                                base_batch=1, epochs=2, seed=s, device="cpu")["cpu_time"][-1]
+             for s in range(5)] for b in (1, 100)}
+    assert compare(t[1], t[100], paired=True).exceeds(2), t
+
+
+def test_cpu_time_per_epoch_falls_with_batch_size():
+    check_cpu_time_per_epoch_falls_with_batch_size()
+
+
+def test_timing_check_fails_when_fit_records_no_cpu_time(monkeypatch):
+    import dlbook.train
+
+    monkeypatch.setattr(dlbook.train.time, "process_time", lambda: 0.0)
+    with pytest.raises(AssertionError):
+        check_cpu_time_per_epoch_falls_with_batch_size()
+
+
+def test_epoch_cost_recovers_a_known_line():
+    n, a, b = 4000, 3e-4, 8e-6
+    sizes = [16, 64, 256, 1024, 16]
+    secs = [a * -(-n // s) + b * n for s in sizes]
+    assert mem.epoch_cost(n, sizes, secs) == pytest.approx((a, b), rel=1e-9)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        mem.epoch_cost(n, [16, 16], secs[:1] * 2)
+
+
+def test_check_fails_when_the_last_partial_batch_is_dropped(monkeypatch):
+    monkeypatch.setattr(mem, "steps_per_epoch", lambda n, b: n // b)
+    with pytest.raises(AssertionError):
+        check_steps_per_epoch_cover_the_data(10, 3)
+
+
+def test_check_fails_when_lr_is_not_scaled(monkeypatch):
+    monkeypatch.setattr(mem, "scaled_lr", lambda b, *, base_lr, base_batch: base_lr)
+    x, y, xt, yt = _toy_data()
+    run = mem.batch_size_run(_toy_model, x, y, xt, yt, batch_size=32, base_lr=0.05,
+                             base_batch=8, epochs=1, seed=0, device="cpu")
+    with pytest.raises(AssertionError):
+        check_run_follows_the_scaling_rule(run, base_lr=0.05, base_batch=8)
+
+
+def test_batch_size_glue_in_the_built_book():
+    from conftest import glued
+
+    g = glued("15_memory")
+    assert [g[f"c15_bs{b}_steps"] for b in (16, 64, 256, 1024)] == [250, 63, 16, 4]
+    assert g["c15_bs1024_lr"] == pytest.approx(0.64)
+    assert g["c15_time_z"] > 2 and g["c15_acc_z"] > 2

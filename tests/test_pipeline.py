@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MYST_HEADER
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -17,20 +19,7 @@ import libdeps  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-
-# Probe
-
-"""
+HEADER = MYST_HEADER + "\n# Probe\n\n"
 
 
 def make_book(root: Path, body: str, library: str | None = None) -> Path:

@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import BOOK_ROOT, REPO, load_book_config
+from conftest import BOOK_ROOT, MYST_HEADER, REPO, load_book_config
 
 sys.path.insert(0, str(REPO / "tools"))
 
@@ -90,19 +90,7 @@ def test_the_myst_detector_finds_each_kind():
 
 # --- 1. each construct, on a probe book -------------------------------------------------------
 
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
-
-PROBE = HEADER + """
+PROBE = MYST_HEADER + """
 (ch-probe)=
 # A probe chapter
 
@@ -180,7 +168,7 @@ The answer is {glue:text}`probe_answer`.
 ```
 """.replace("BOOTSTRAP", BOOTSTRAP)
 
-OTHER = HEADER + """
+OTHER = MYST_HEADER + """
 (ch-other)=
 # Another chapter
 

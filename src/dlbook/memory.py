@@ -3,7 +3,8 @@
 Topic module. Every count is an integer number of bytes, read from the tensors themselves, and
 every function works on the `meta` device (shapes and dtypes, no storage), so a ResNet-152 at
 batch 256 is accounted for in seconds on a CPU. One unit system: KiB = 2**10, MiB = 2**20,
-GiB = 2**30 bytes (binary units; MB = 10**6 bytes is a different, smaller unit).
+GiB = 2**30 bytes (binary units; MB = 10**6 bytes is a different, smaller unit). The last part
+trains one small network per batch size through `train.fit` and times its epochs.
 
 Used by chapters: 15.
 """
@@ -13,12 +14,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from . import checks
 from .optim import make_optimizer
+from .runtime import seeded
+from .train import TrainConfig, fit
 
 KiB, MiB, GiB = 2**10, 2**20, 2**30
 
@@ -231,3 +235,45 @@ def measure_cuda(model, x: torch.Tensor, *, optimizer: str, steps: int = 2) -> d
     torch.cuda.synchronize()
     return {"max_allocated": int(torch.cuda.max_memory_allocated()),
             "reserved": int(torch.cuda.memory_reserved())}
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Minibatch steps in one epoch of n examples, the last partial batch kept: ceil(n / B)."""
+    checks.positive_int("n", n)
+    checks.positive_int("batch_size", batch_size)
+    return -(-n // batch_size)
+
+
+def scaled_lr(batch_size: int, *, base_lr: float, base_batch: int) -> float:
+    """The linear scaling rule: base_lr * batch_size / base_batch."""
+    checks.positive_int("batch_size", batch_size)
+    checks.positive_int("base_batch", base_batch)
+    return checks.positive("base_lr", base_lr) * batch_size / base_batch
+
+
+def batch_size_run(make_model, x, y, x_test, y_test, *, batch_size: int, base_lr: float,
+                   base_batch: int, epochs: int, seed: int, device) -> dict:
+    """SGD on (x (N, ...), y (N,)) for `epochs` epochs at the scaled lr, evaluated after each.
+
+    {"batch_size", "seed", "lr", "steps" (epochs,), "cpu_time", "time" (cumulative training
+    seconds, (epochs,)), "train_acc", "test_acc" (epochs,)}; the model is make_model() under `seed`.
+    """
+    spe = steps_per_epoch(len(y), batch_size)
+    lr = scaled_lr(batch_size, base_lr=base_lr, base_batch=base_batch)
+    cfg = TrainConfig(steps=spe * checks.positive_int("epochs", epochs), batch_size=batch_size,
+                      optimizer="sgd", lr=lr, eval_every=spe)
+    h = fit(seeded(make_model, seed=seed), x, y, cfg=cfg, seed=seed, device=device,
+            x_val=x_test, y_val=y_test)
+    return {"batch_size": batch_size, "seed": seed, "lr": lr, "steps": np.array(h["step"]),
+            "cpu_time": np.array(h["cpu_time"]), "time": np.array(h["time"]),
+            "train_acc": np.array(h["train_acc"]), "test_acc": np.array(h["val_acc"])}
+
+
+def epoch_cost(n: int, batch_sizes, epoch_seconds) -> tuple[float, float]:
+    """Least-squares (per-step, per-example) seconds of t(B) = a * ceil(n / B) + b * n."""
+    checks.same_length(batch_sizes=batch_sizes, epoch_seconds=epoch_seconds)
+    a = np.array([[steps_per_epoch(n, b), n] for b in batch_sizes], dtype=float)
+    if len(set(a[:, 0])) < 2:
+        raise ValueError("batch_sizes must give at least 2 different numbers of steps per epoch")
+    (per_step, per_example), *_ = np.linalg.lstsq(a, np.asarray(epoch_seconds, float), rcond=None)
+    return float(per_step), float(per_example)

@@ -2,9 +2,9 @@
 
 Core module; every chapter that trains a network uses it (directly or through `sweep`, which is
 tested equal to it). The loop in `fit` is meant to be read; the bookkeeping around it (when to
-evaluate, wall-clock time, norms, early stopping) lives in `Recorder`.
+evaluate, wall-clock and CPU time, norms, early stopping) lives in `Recorder`.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15.
 """
 
 from __future__ import annotations
@@ -148,7 +148,11 @@ def _check_data(cfg, x, y, x_val, y_val):
 
 
 class Recorder:
-    """What `fit` records at each evaluation: losses, accuracies, lr, training time, norms; early stopping."""
+    """What `fit` records at each evaluation: losses, accuracies, lr, training time, norms; early stopping.
+
+    "time" is wall-clock seconds and "cpu_time" this process's CPU seconds (time.process_time),
+    both of training only (evaluations excluded) and cumulative.
+    """
 
     def __init__(self, model, cfg: TrainConfig, *, seed, device, x, y, x_val, y_val, record=None):
         if record is not None and not callable(record):
@@ -156,12 +160,13 @@ class Recorder:
         self.model, self.cfg, self.device, self.extra = model, cfg, device, record
         self.splits = {"train": (x, y)} | ({"val": (x_val, y_val)} if x_val is not None else {})
         self.evals = set(cfg.eval_steps())
-        self.hist = {"config": cfg, "seed": seed, "step": [], "time": [], "lr": []}
+        self.hist = {"config": cfg, "seed": seed, "step": [], "time": [], "cpu_time": [], "lr": []}
         for s in self.splits:
             self.hist |= {f"{s}_loss": [], f"{s}_acc": []}
         if cfg.log_norms:
             self.hist |= {"grad_norm": [], "weight_norm": []}
         self.batch_loss, self.elapsed, self.start = [], 0.0, time.perf_counter()
+        self.cpu, self.cpu_start = 0.0, time.process_time()
         self.plateau = Plateau(cfg.schedule)
         self.best_loss, self.best_step, self.best_state, self.bad = float("inf"), 0, None, 0
 
@@ -175,9 +180,11 @@ class Recorder:
     def record(self, step: int, opt) -> bool:
         """Evaluate after `step`; True when early stopping says stop."""
         self.elapsed += time.perf_counter() - self.start  # training time only, evaluation excluded
+        self.cpu += time.process_time() - self.cpu_start
         h = self.hist
         h["step"].append(step)
         h["time"].append(self.elapsed)
+        h["cpu_time"].append(self.cpu)
         h["lr"].append(opt.param_groups[0]["lr"])
         if self.cfg.log_norms:
             h["grad_norm"].append(global_norm(p.grad for p in self.model.parameters()))
@@ -201,7 +208,7 @@ class Recorder:
             else:
                 self.bad += 1
             stop = bool(self.cfg.patience) and self.bad >= self.cfg.patience
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
         return stop
 
     def finish(self) -> dict:
