@@ -8,7 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from dlbook.conv_arith import (conv_output_size, conv_params, input_coverage, layer_table, mnist_cnn,
+from conftest import BOOK_ROOT, glued
+from dlbook.results import compare
+from dlbook.conv_arith import (SHORTCUTS, conv_output_size, conv_params, input_coverage, layer_table, mnist_cnn,
                                module_param_count, plain34, pool_output_size, resnet34_count, same_padding,
                                vgg19_count)
 
@@ -81,7 +83,7 @@ def test_conv_params_matches_conv2d_and_the_seed_worked_example():
     assert nn.Conv2d(3, 8, 5, padding=2)(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 32, 32)
 
 
-@pytest.mark.parametrize("n,k,s,p", [(7, 3, 1, 0), (7, 3, 1, 1), (8, 5, 1, 2), (9, 3, 2, 1)])
+@pytest.mark.parametrize("n,k,s,p", [(7, 3, 1, 0), (7, 3, 1, 1), (8, 5, 1, 2), (9, 3, 2, 1), (28, 5, 1, 0), (28, 5, 1, 2)])
 def test_input_coverage_is_the_gradient_of_an_all_ones_convolution(n, k, s, p):
     x = torch.zeros(1, 1, n, n, requires_grad=True)
     nn.functional.conv2d(x, torch.ones(1, 1, k, k), stride=s, padding=p).sum().backward()
@@ -108,6 +110,26 @@ def test_plain34_module_matches_the_formula_and_the_quoted_figure_without_batch_
     assert resnet34_count(shortcut="A").total == resnet34_count(shortcut="none").total
     extra = resnet34_count(shortcut="B").total - resnet34_count(shortcut="A").total
     assert extra == 64 * 128 + 128 * 256 + 256 * 512 + 2 * (128 + 256 + 512)
+
+
+def quoted_conventions(quoted: int, network: str) -> list[str]:
+    """The counting conventions (conv biases, batch norm, fc head, shortcut) that give `quoted` parameters."""
+    found = []
+    for bias, bn, head in itertools.product((True, False), repeat=3):
+        counts = ([("-", vgg19_count(batch_norm=bn))] if network == "VGG-19" else
+                  [(sc, resnet34_count(shortcut=sc, batch_norm=bn, conv_bias=bias)) for sc in SHORTCUTS])
+        for shortcut, r in counts:
+            total = r.total - (0 if bias else r.conv_bias) - (0 if head else r.fc_weight + r.fc_bias)
+            if total == quoted:
+                found.append((shortcut, bias, bn, head))
+    return found
+
+
+def test_quoted_figures_each_match_one_convention():
+    # VGG-19 as published (biases, no batch norm, head); plain-34 / option A without its batch norm
+    assert quoted_conventions(143_667_240, "VGG-19") == [("-", True, False, True)]
+    assert sorted(quoted_conventions(21_616_232, "34-layer")) == [("A", True, False, True), ("none", True, False, True)]
+    assert quoted_conventions(21_616_232 + 1, "34-layer") == []
 
 
 def test_plain34_runs_and_has_34_weighted_layers():
@@ -238,14 +260,51 @@ def test_parameter_check_fails_when_a_count_is_inflated(monkeypatch):
         test_vgg19_and_resnet34_formulas_match_torchvision_by_kind()
 
 
-def test_stride_three_is_worst_at_the_chapter_budget():
-    """The chapter's budget-matched comparison, at its scale, for the baseline and stride 3 (5 seeds)."""
+# ---------- the budget-matched MNIST runs: verdicts at the chapter's scale, and from the built book ----------
+
+SETTINGS = [(5, 1, 0), (5, 1, 2), (3, 1, 1), (5, 2, 2), (3, 3, 1)]  # (kernel, stride, padding)
+
+
+def check_verdicts(acc):
+    """The chapter's verdicts on per-seed test accuracies {(kernel, stride, padding): (seeds,)}."""
+    # stride 3 (non-overlapping 3x3 patches) is below every other version
+    assert all(compare(acc[kw], acc[3, 3, 1]).exceeds(2) for kw in acc if kw != (3, 3, 1))
+    assert compare(acc[5, 1, 2], acc[3, 1, 1]).exceeds(2)  # kernel 5 above kernel 3 (same padding, stride 1)
+    assert compare(acc[5, 1, 2], acc[5, 2, 2]).exceeds(2)  # stride 2 below stride 1 (kernel 5, padding 2)
+    pad = compare(acc[5, 1, 2], acc[5, 1, 0])  # padding 2 against 0: not resolved
+    assert abs(pad.diff) <= 2 * pad.se
+
+
+@pytest.fixture(scope="module")
+def budget_runs():
+    """The chapter's experiment itself (2,000 images, 100 Adam steps, 5 seeds), about 35 s on one core."""
     from dlbook.conv_arith import train_variant
     from dlbook.data import mnist
-    from dlbook.results import compare
 
     data = mnist(n_train=2000, n_test=1000)
-    acc = {kw: np.array([train_variant(**dict(zip(("kernel", "stride", "padding"), kw)), seed=s, data=data,
-                                       device="cpu")["val_acc"][-1] for s in range(5)])
-           for kw in [(5, 1, 0), (3, 3, 1)]}
-    assert compare(acc[5, 1, 0], acc[3, 3, 1]).exceeds(2), acc
+    return {kw: np.array([train_variant(kernel=kw[0], stride=kw[1], padding=kw[2], seed=s, data=data,
+                                        device="cpu")["val_acc"][-1] for s in range(5)])
+            for kw in SETTINGS}
+
+
+def test_budget_matched_verdicts(budget_runs):
+    check_verdicts(budget_runs)
+
+
+def test_verdict_check_fails_when_kernel_three_catches_up(budget_runs):
+    # mutation: kernel 3 given kernel 5's accuracies, and stride 2 given stride 1's
+    for key, like in [((3, 1, 1), (5, 1, 2)), ((5, 2, 2), (5, 1, 2)), ((3, 3, 1), (5, 1, 0))]:
+        with pytest.raises(AssertionError):
+            check_verdicts(budget_runs | {key: budget_runs[like] - 1e-4})
+
+
+def chapter_accuracies(g):
+    return {kw: np.array(g["c09_acc_k{}_s{}_p{}".format(*kw)]) for kw in SETTINGS}
+
+
+def test_chapter_verdicts_from_the_built_book():
+    g = glued("09_conv_arithmetic", BOOK_ROOT)
+    acc = chapter_accuracies(g)
+    assert all(len(v) == g["c09_n_seeds"] == 5 for v in acc.values())
+    check_verdicts(acc)
+    assert g["c09_conv_agree"] == g["c09_grid_conv"] and g["c09_pool_agree"] == g["c09_grid_pool"]

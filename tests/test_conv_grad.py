@@ -8,6 +8,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from conftest import BOOK_ROOT, glued
 from dlbook import conv_grad as G
 from dlbook.conv_grad import (DISTRIBUTIONS, conv2d_valid, conv2d_weight_grad, dw_moments_exact, dw_moments_symbolic,
                               dw_std_monte_carlo, loglog_slope, patches, sample_centred, sgd_step, weighted_patches)
@@ -80,7 +81,7 @@ def test_symbolic_moments_without_normality():
     assert mom["mean0"] == 0
     assert sp.simplify(mom["var0"] - (n - k + 1) ** 2 * sx**2 * sg**2) == 0
     assert sp.simplify(mom["mean"] - (n - k + 1) ** 2 * mx * mg) == 0
-    for nn, kk, h, l in [(3, 2, 0, 1), (4, 2, 1, 1), (5, 3, 2, 0)]:
+    for nn, kk, h, l in [(3, 2, 0, 1), (4, 2, 1, 1), (5, 3, 2, 0), (6, 4, 1, 3)]:
         mean_e, var_e = dw_moments_exact(nn, kk, h=h, l=l)
         assert sp.simplify(mean_e - mom["mean"].subs({n: nn, k: kk})) == 0
         assert sp.simplify(var_e - mom["var"].subs({n: nn, k: kk})) == 0
@@ -268,3 +269,40 @@ def test_mean_and_sd_scale_differently_with_nonzero_means():
     vals = {mom["sigma_x"]: 1, mom["sigma_g"]: 1, mom["mu_x"]: sp.Rational(1, 2), mom["mu_g"]: sp.Rational(1, 3)}
     snr = lambda nn: (mom["mean"] / sp.sqrt(mom["var"])).subs(vals).subs({n: nn, k: 3})
     assert sp.simplify(snr(202) / snr(102) - 2) == 0  # signal-to-noise ratio linear in n - k + 1
+
+
+def test_weight_gradient_formula_equals_the_symbolic_derivative():
+    """dw_hl = sum_ij g_ij x_(i+h)(j+l), against sympy's derivative of L = sum g * conv(x, w)."""
+    n, k = 4, 2
+    m = n - k + 1
+    sym = lambda name, r: sp.Matrix(r, r, lambda a, b: sp.Symbol(f"{name}_{a}{b}"))
+    X, W, Gm = sym("x", n), sym("w", k), sym("g", m)
+    L = sum(Gm[i, j] * X[i + h, j + l] * W[h, l] for i in range(m) for j in range(m) for h in range(k) for l in range(k))
+    formula = sp.Matrix(k, k, lambda h, l: sum(Gm[i, j] * X[i + h, j + l] for i in range(m) for j in range(m)))
+    assert sp.simplify(W.applyfunc(lambda w: sp.diff(L, w)) - formula).is_zero_matrix
+    wrong = sp.Matrix(k, k, lambda h, l: sum(Gm[i, j] * X[i + l, j + h] for i in range(m) for j in range(m)))
+    assert not sp.simplify(W.applyfunc(lambda w: sp.diff(L, w)) - wrong).is_zero_matrix  # transposed: caught
+
+
+def check_chapter_numbers(g):
+    """The chapter's own Monte Carlo runs agree with the closed forms within their errors."""
+    assert g["c10_step_is_patch_sum"] is True and g["c10_loss_after"] < g["c10_loss_before"]
+    assert g["c10_max_z"] < 4.5 and g["c10_slope_z_max"] < 4.5 and g["c10_low_min"] > 0.5
+    assert g["c10_corr_max_z"] < 4.5 and g["c10_bn_max_z"] < 4.5
+    assert abs(g["c10_slope_ws"] - 1) < 1e-9 and abs(g["c10_slope_sw"] - 1) < 1e-9 and g["c10_slope_ss"] > 1.8
+    assert g["c10_mc_slope_ss_low"] > 1 and g["c10_adam_gap"] < 1e-9  # Monte Carlo excludes the linear law
+
+
+def test_chapter_numbers_from_the_built_book():
+    check_chapter_numbers(glued("10_conv_weight_gradients", BOOK_ROOT))
+
+
+def test_chapter_number_check_fails_on_a_sqrt_law():
+    g = {"c10_step_is_patch_sum": True, "c10_loss_after": 1.0, "c10_loss_before": 2.0, "c10_max_z": 1.0,
+         "c10_slope_z_max": 1.0, "c10_low_min": 0.9, "c10_corr_max_z": 1.0, "c10_bn_max_z": 1.0,
+         "c10_slope_ws": 1.0, "c10_slope_sw": 1.0, "c10_slope_ss": 2.0, "c10_mc_slope_ss_low": 1.9,
+         "c10_adam_gap": 0.0}
+    check_chapter_numbers(g)
+    for bad in ({"c10_low_min": 0.45}, {"c10_slope_ss": 1.0}, {"c10_max_z": 6.0}):
+        with pytest.raises(AssertionError):
+            check_chapter_numbers(g | bad)

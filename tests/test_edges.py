@@ -4,6 +4,7 @@ from the executed notebook of the built book) in test_chapter_claims_*.
 """
 
 import ast
+import dataclasses
 import json
 from functools import partial
 
@@ -172,6 +173,74 @@ def test_lit_map_marks_the_stripe_pixels():
     assert torch.isclose(m.sum(), 28 * info["width"][y == 1].double().mean())
 
 
+def wrong_confidence_by_loop(logits, y):
+    """Reference: a plain loop over models and images."""
+    out = []
+    for lk, yk in zip(logits, y):
+        confs = [float(torch.softmax(l, 0).max()) for l, t in zip(lk, yk) if int(torch.argmax(l)) != int(t)]
+        out.append(sum(confs) / len(confs) if confs else float("nan"))
+    return out
+
+
+def check_wrong_confidence():
+    g = torch_generator(0)
+    logits, y = torch.randn(3, 40, 5, generator=g), torch.randint(0, 5, (3, 40), generator=g)
+    logits[2] = torch.nn.functional.one_hot(y[2], 5) * 10.0  # model 2 is never wrong
+    got = edges.wrong_confidence(logits, y).tolist()
+    ref = wrong_confidence_by_loop(logits, y)
+    assert np.allclose(got[:2], ref[:2], atol=1e-6) and np.isnan(got[2]) and np.isnan(ref[2])
+
+
+def test_wrong_confidence_matches_a_loop():
+    check_wrong_confidence()
+
+
+def test_wrong_confidence_check_fails_when_right_answers_are_counted(monkeypatch):
+    monkeypatch.setattr(edges, "wrong_confidence", lambda logits, y: logits.softmax(-1).amax(-1).double().mean(-1))
+    with pytest.raises(AssertionError):
+        check_wrong_confidence()
+
+
+def test_tracked_wrong_confidence_is_on_the_validation_split():
+    run = run_lab(make_cnn, 5, seeds=[0, 1], device=CPU, track_wrong=True,
+                  cfg=TrainConfig(steps=20, batch_size=8, optimizer="adam", lr=0.03, eval_every=10))
+    assert run.hist["val_wrong_conf"].shape == (2, 2)
+    on_val = edges.wrong_confidence(edges.stacked_logits(run.models, run.x_val, device=CPU), run.y_val)
+    on_train = edges.wrong_confidence(edges.stacked_logits(run.models, run.x, device=CPU), run.y)
+    assert np.allclose(run.hist["val_wrong_conf"][:, -1], on_val.numpy(), atol=1e-6, equal_nan=True)
+    assert not np.allclose(run.hist["val_wrong_conf"][:, -1], on_train.numpy(), atol=1e-6, equal_nan=True)
+
+
+def test_claim_errors_grow_more_confident_in_both_models():
+    """The chapter's runs at 20 images per class (10 seeds, about 6 s): the confidence of wrong
+    predictions rises during training, for the MLP after its validation-loss minimum; at the end
+    the two models' errors are equally confident."""
+    mlp = run_lab(make_mlp, 20, seeds=SEEDS, device=CPU, track_wrong=True,
+                  cfg=TrainConfig(steps=600, batch_size=32, optimizer="adam", lr=1e-3, eval_every=50))
+    cnn = run_lab(make_cnn, 20, seeds=SEEDS, device=CPU, track_wrong=True,
+                  cfg=dataclasses.replace(CNN_CFG, eval_every=25))
+    w = mlp.hist["val_wrong_conf"]
+    at_min = w[np.arange(len(w)), mlp.hist["val_loss"].argmin(1)]
+    assert compare(w[:, -1], at_min, paired=True).exceeds(2)
+    wc = cnn.hist["val_wrong_conf"]
+    wc = wc[np.isfinite(wc[:, [0, -1]]).all(1)]
+    assert len(wc) >= 8 and compare(wc[:, -1], wc[:, 0], paired=True).exceeds(2)
+    level = compare(w[:, -1], wc[:, -1])
+    assert abs(level.diff) <= 2 * level.se
+
+
+def test_global_average_pooling_fits_with_a_smaller_learning_rate_and_more_steps():
+    """At the chapter's settings the global-average CNN stays near chance on its own training set;
+    with the learning rate 0.01 and 3000 steps it fits it (3 seeds, about 9 s)."""
+    gap = partial(make_cnn, n_classes=5, pool="avg")
+    run = lambda cfg: run_lab(gap, 20, seeds=range(3), cfg=cfg, device=CPU, n_classes=5,
+                              data_seed=300).final("train_acc")
+    chapter = run(CNN_CFG)
+    fixed = run(TrainConfig(steps=3000, batch_size=16, optimizer="adam", lr=0.01))
+    assert chapter.max() < 0.4 and fixed.min() > 0.85 and fixed.mean() > 0.9
+    assert run(dataclasses.replace(CNN_CFG, lr=0.1)).max() < 0.3
+
+
 # ---------- the chapter's own numbers: 10 seeds each, read from the executed notebook ----------
 
 EXECUTED = BOOK_ROOT / "_build" / "jupyter_execute" / "chapters" / "12_inductive_bias.ipynb"
@@ -199,8 +268,8 @@ def seeds_of(g, name):
 def test_chapter_figures_use_the_validation_split():
     g = glued()
     splits = {k: v for k, v in g.items() if k.startswith("c12_split_")}
-    assert set(splits) >= {"c12_split_bias_bank", "c12_split_reliability", "c12_split_shift",
-                           "c12_split_scrambled"}
+    assert set(splits) >= {"c12_split_bias_bank", "c12_split_reliability", "c12_split_wrong_conf",
+                           "c12_split_shift", "c12_split_scrambled", "c12_split_pool_width"}
     assert set(splits.values()) == {"validation"}
 
 
@@ -225,7 +294,15 @@ def test_chapter_claims_against_their_spread():
     assert c(s("c12_mem_mlp100_seen"), s("c12_mem_mlp100_unseen"), paired=True).exceeds(2)
     # over-confidence: the MLP's validation loss rises after its minimum; its ECE exceeds the CNN's
     assert c(s("c12_mlp20_val_loss_end"), s("c12_mlp20_val_loss_min"), paired=True).exceeds(2)
+    gain = s("c12_mlp20_val_acc_gain")  # ... while the validation accuracy does not fall
+    assert gain.mean() > -2 * gain.std(ddof=1) / np.sqrt(len(gain))
     assert c(s("c12_ece_mlp"), s("c12_ece_cnn")).exceeds(2)
+    # errors grow more confident: the MLP's after its loss minimum, the CNN's during training;
+    # at the end the two models' errors are equally confident
+    assert c(s("c12_wrong_mlp_end"), s("c12_wrong_mlp_min"), paired=True).exceeds(2)
+    assert c(s("c12_wrong_cnn_end"), s("c12_wrong_cnn_first"), paired=True).exceeds(2)
+    level = c(s("c12_wrong_mlp_end"), s("c12_wrong_cnn_end"))
+    assert abs(level.diff) <= 2 * level.se
     # the shift: the CNN holds, the MLP calls shifted stripes "none"
     assert c(s("c12_shift_cnn"), s("c12_shift_mlp")).exceeds(2)
     assert g["c12_shift_mlp_to_none"] > 0.5 and g["c12_shift_cnn_to_none"] < 0.1
@@ -238,12 +315,14 @@ def test_chapter_claims_against_their_spread():
     # kernel size under scrambling: no rise over ten seeds
     assert not c(s("c12_k7"), s("c12_k3")).exceeds(2)
     assert not c(s("c12_like_perm"), s("c12_like_init")).exceeds(2)
-    # local pooling: both variants train before they are compared; level overall, the
-    # average loses on 1-pixel stripes
+    # local pooling: both variants train before they are compared; close overall, the
+    # average loses on 1-pixel stripes, which account for the overall gap
     for tag in ("max", "avg"):
         assert s(f"c12_pool_{tag}_train").min() >= 0.95
-    assert not c(s("c12_pool_max"), s("c12_pool_avg")).exceeds(2)
     assert c(s("c12_pool_max_w1"), s("c12_pool_avg_w1"), paired=True).exceeds(2)
+    overall, thin = c(s("c12_pool_max"), s("c12_pool_avg")), c(s("c12_pool_max_w1"), s("c12_pool_avg_w1"))
+    assert abs(overall.diff) < 0.02
+    assert abs(overall.diff - g["c12_pool_w1_share"] * thin.diff) < 2 * (overall.se + g["c12_pool_w1_share"] * thin.se)
 
 
 def test_chapter_checks_fail_on_wrong_numbers(monkeypatch):
@@ -254,7 +333,8 @@ def test_chapter_checks_fail_on_wrong_numbers(monkeypatch):
     module = sys.modules[__name__]
     for key, value in [("c12_reach_mlp_seeds", g["c12_reach_cnn_seeds"]),
                        ("c12_pool_avg_w1_seeds", g["c12_pool_max_w1_seeds"]),
-                       ("c12_shift_mlp_seeds", g["c12_shift_cnn_seeds"])]:
+                       ("c12_shift_mlp_seeds", g["c12_shift_cnn_seeds"]),
+                       ("c12_wrong_mlp_end_seeds", g["c12_wrong_mlp_min_seeds"])]:
         monkeypatch.setattr(module, "glued", lambda path=EXECUTED, k=key, v=value: g | {k: v})
         with pytest.raises(AssertionError):
             test_chapter_claims_against_their_spread()

@@ -201,15 +201,31 @@ class LabRun:
         return confusion_matrix(self.y_val.flatten(), pred.flatten(), self.hist["n_classes"])
 
 
+def wrong_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per model, the mean largest softmax probability on the misclassified images: logits (K, M, C),
+    y (K, M) -> (K,), nan for a model that gets every image right."""
+    conf, pred = logits.softmax(-1).max(-1)
+    wrong = (pred != y).double()
+    return (conf.double() * wrong).sum(-1) / wrong.sum(-1)  # 0 / 0 = nan
+
+
 def run_lab(make_model, n_per_class: int, *, seeds, cfg, device, data_seed: int = 0,
-            frozen=(), **split_kwargs) -> LabRun:
-    """Train make_model(seed=s) on edge_split(n_per_class, seed=data_seed + seed) for each seed, stacked."""
+            frozen=(), track_wrong: bool = False, **split_kwargs) -> LabRun:
+    """Train make_model(seed=s) on edge_split(n_per_class, seed=data_seed + seed) for each seed, stacked.
+
+    track_wrong: also record hist["val_wrong_conf"] (K, evaluations), the wrong_confidence on validation.
+    """
     seeds = [checks.seed(s) for s in seeds]
+    checks.boolean("track_wrong", track_wrong)
     splits = [edge_split(n_per_class, seed=data_seed + s, return_info=True, **split_kwargs) for s in seeds]
     x, y, x_val, y_val = (torch.stack([p[i] for p in splits]) for i in range(4))
     models = [make_model(seed=s) for s in seeds]
+    record = None
+    if track_wrong:
+        xv, yv = x_val.to(device), y_val.to(device)
+        record = lambda params: {"val_wrong_conf": wrong_confidence(models[0].stacked_forward(params, xv), yv)}
     hist = fit_stacked(models, x, y, cfg=cfg, seeds=seeds, device=device, x_val=x_val, y_val=y_val,
-                       frozen=frozen)
+                       frozen=frozen, record=record)
     hist["n_classes"] = split_kwargs.get("n_classes", 3)
     return LabRun(hist, models, x, y, x_val, y_val, [p[4] for p in splits], [p[5] for p in splits])
 
