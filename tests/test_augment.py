@@ -13,7 +13,7 @@ def photos(size=64):
     return A.sample_photos()[:, :, 100:100 + size, 200:200 + size]
 
 
-def check_jitter(x, out, alpha, sigma=0.1):
+def check_jitter(x, out, alpha, power=1.0):
     """The jitter against numpy: one shift per image, along numpy's eigenvectors by |alpha_i| lambda_i."""
     pixels = x.permute(1, 0, 2, 3).reshape(3, -1).double().numpy()
     lam, vecs = np.linalg.eigh(np.cov(pixels))
@@ -22,7 +22,7 @@ def check_jitter(x, out, alpha, sigma=0.1):
         d = delta[n].reshape(3, -1)
         assert np.allclose(d, d[:, :1], atol=1e-6), "the shift differs between pixels"
         coef = vecs.T @ d[:, 0]  # coordinates of the shift in numpy's eigenbasis (signs are arbitrary)
-        assert np.allclose(np.abs(coef), np.abs(alpha[n].numpy()) * lam, rtol=1e-4, atol=1e-7)
+        assert np.allclose(np.abs(coef), np.abs(alpha[n].numpy()) * lam ** power, rtol=1e-4, atol=1e-7)
 
 
 def test_rgb_pca_matches_numpy():
@@ -58,6 +58,19 @@ def test_jitter_check_catches_mutations(mutation):
     out, alpha = A.pca_jitter(x, eigvals=lam, eigvecs=vecs, generator=torch_generator(0))
     with pytest.raises(AssertionError):
         check_jitter(x, out, alpha)
+
+
+def test_standard_deviation_variant_scales_with_the_pixels():
+    x = photos()
+    lam, vecs = A.rgb_pca(x)
+    out, alpha = A.pca_jitter(x, eigvals=lam, eigvecs=vecs, generator=torch_generator(3), power=0.5)
+    check_jitter(x, out, alpha, power=0.5)
+    lam255, vecs255 = A.rgb_pca(255 * x)
+    for power, equivariant in ((0.5, True), (1.0, False)):
+        a, _ = A.pca_jitter(x, eigvals=lam, eigvecs=vecs, generator=torch_generator(4), power=power)
+        b, _ = A.pca_jitter(255 * x, eigvals=lam255, eigvecs=vecs255, generator=torch_generator(4), power=power)
+        shift_a, shift_b = (a - x)[:, :, 0, 0].abs(), (b - 255 * x)[:, :, 0, 0].abs() / 255
+        assert torch.allclose(shift_a, shift_b, rtol=1e-3) == equivariant
 
 
 def test_jitter_variance_along_each_component():

@@ -82,17 +82,20 @@ def rgb_pca(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pca_jitter(x: torch.Tensor, *, eigvals: torch.Tensor, eigvecs: torch.Tensor, generator: torch.Generator,
-               sigma: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """AlexNet's colour jitter: add sum_i alpha_i lambda_i p_i, alpha_i ~ N(0, sigma^2), to every pixel of each image.
+               sigma: float = 0.1, power: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """AlexNet's colour jitter: add sum_i alpha_i lambda_i^power p_i, alpha_i ~ N(0, sigma^2), to every pixel.
 
-    Returns the jittered images (N, 3, H, W) and the draws alpha (N, 3); one draw per image.
+    power=1 is the paper's text (eigenvalues); power=0.5 uses standard deviations, which keeps the
+    shift in proportion when the pixel scale changes. Returns the jittered images (N, 3, H, W) and
+    the draws alpha (N, 3); one draw per image.
     """
     _images(x)
     checks.positive("sigma", sigma)
     if eigvals.shape != (3,) or eigvecs.shape != (3, 3):
         raise ValueError(f"eigvals must be (3,) and eigvecs (3, 3), got {tuple(eigvals.shape)}, {tuple(eigvecs.shape)}")
     alpha = sigma * torch.randn(x.shape[0], 3, generator=generator, dtype=torch.float64)
-    delta = (alpha * eigvals.double()) @ eigvecs.double().T  # (N, 3): row n is sum_i alpha_ni lambda_i p_i
+    checks.real("power", power, low=0.0)
+    delta = (alpha * eigvals.double() ** power) @ eigvecs.double().T  # (N, 3): row n is sum_i alpha_ni lambda_i p_i
     return x + delta.to(x.dtype).view(-1, 3, 1, 1), alpha
 
 

@@ -7,6 +7,8 @@ Used by chapters: 14.
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,7 +42,7 @@ IMAGENET_TOP5 = (
 )
 
 
-def binomial_interval(error: float, n: int, *, z: float = 1.96) -> tuple[float, float]:
+def binomial_interval(error: float, n: int, *, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
     """Wilson score interval (%) of an error rate `error` (%) measured on n images."""
     checks.real("error", error, low=0.0, high=100.0)
     checks.positive_int("n", n)
