@@ -22,6 +22,7 @@ import build_book  # noqa: E402
 
 # Chapters 8 and 12 are over their issues' targets (120 s): recorded here as measured, see the notes
 BUDGET_S = {"chapter": 90, "chapters/08_dropout_real_data.md": 260, "chapters/12_inductive_bias.md": 150,
+            "chapters/14_alexnet_resnet.md": 180,
             "book": 600, "warm": 10}
 
 
