@@ -95,14 +95,35 @@ def digits():
     return R.digits14(d.x_train), d.y_train
 
 
-def test_plain_gradients_grow_toward_the_input_residual_ones_much_less():
-    x, y = digits()
+def check_gradient_ratios(x, y, seeds=range(5)):
+    """log10 of first-conv over last-conv gradient norm: plain-56 far above residual-56, over seeds."""
     ratio = {}
     for r in (False, True):
-        g = [R.layer_grad_norms(R.cifar_net(depth=56, residual=r, seed=s), x[:256], y[:256]) for s in range(5)]
-        ratio[r] = torch.stack([v[0] / v[-2] for v in g]).log10()  # first conv over last conv
+        g = [R.layer_grad_norms(R.cifar_net(depth=56, residual=r, seed=s), x[:256], y[:256]) for s in seeds]
+        ratio[r] = torch.stack([v[0] / v[-2] for v in g]).log10()
     assert compare(ratio[False], ratio[True]).exceeds(2)
     assert ratio[False].min() > 2 and ratio[True].max() < 1.5
+
+
+def test_plain_gradients_grow_toward_the_input_residual_ones_much_less():
+    check_gradient_ratios(*digits())
+
+
+def test_gradient_check_fails_when_the_shortcut_is_removed(monkeypatch):
+    x, y = digits()
+
+    def no_shortcut(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+    monkeypatch.setattr(R.Block, "forward", no_shortcut)
+    with pytest.raises(AssertionError):
+        check_gradient_ratios(x, y, seeds=range(3))
+
+
+def test_alexnet_total_catches_ungrouped_layers(monkeypatch):
+    monkeypatch.setattr(R, "ALEXNET_GROUPS", {"conv2": 1, "conv4": 2, "conv5": 2})
+    with pytest.raises(AssertionError):
+        test_alexnet_counts_by_formula_module_and_known_totals()
 
 
 def test_degradation_deeper_plain_trains_worse_residual_does_not():
