@@ -133,3 +133,16 @@ def test_degradation_deeper_plain_trains_worse_residual_does_not():
     assert compare(err[20, False], err[8, False]).exceeds(2)
     assert compare(err[20, False], err[20, True]).exceeds(2)
     assert not compare(err[20, True], err[8, True]).exceeds(2)
+
+
+def test_chapter_glued_claims():
+    """The built chapter's numbers: the claims above, as the book states them (skips without a build)."""
+    from conftest import glued
+
+    g = glued("14_alexnet_resnet")
+    assert g["c14_err_plain20"] > g["c14_err_plain8"] and g["c14_plain_z"] > 2
+    assert g["c14_drop_after"] < g["c14_drop_before"]
+    assert g["c14_ratio_plain"] > 100 * g["c14_ratio_res"]
+    assert g["c14_aug_z"] > 2 and g["c14_aug_gain"] > 0
+    assert abs(g["c14_alex_grouped"] - 60.965224) < 1e-9 and abs(g["c14_alex_dense"] - 62.378344) < 1e-9
+    assert g["c14_a1_lo"] < g["c14_top5_prelu"] < g["c14_a1_hi"]
