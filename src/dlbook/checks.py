@@ -3,7 +3,7 @@
 A wrong *type* raises TypeError, a wrong *value* ValueError; both name the argument. Used by every
 module (core and topic) instead of ad-hoc checks.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

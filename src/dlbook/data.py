@@ -1,6 +1,6 @@
 """Data sets: real MNIST / CIFAR-10 via torchvision (checksummed) when online, honest offline fallbacks otherwise.
 
-Used by chapters: 2, 3, 4, 5, 8, 9, 10, 11, 13, 15.
+Used by chapters: 2, 3, 4, 5, 8, 9, 10, 11, 13, 14, 15.
 """
 
 from __future__ import annotations

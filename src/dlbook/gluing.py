@@ -1,6 +1,6 @@
 """Glue computed numbers and tables into the prose (plain Python types only: numpy scalars break `glue:text`).
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

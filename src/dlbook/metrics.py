@@ -2,7 +2,7 @@
 
 Core module; used by `train`, `sweep` and the chapters that evaluate models (8, 9, 12, ...).
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

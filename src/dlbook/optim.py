@@ -5,7 +5,7 @@ Core module. Weight decay is either an L2 term in the loss (`decoupled=False`: t
 decoupled from the gradient (`decoupled=True`: w <- (1 - lr * wd) w before the step, as AdamW
 does). Used through `train.fit` and `sweep.fit_stacked`.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

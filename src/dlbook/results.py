@@ -3,7 +3,7 @@
 Core module. Every comparative claim in the book ("raises", "faster") rests on `compare`, and
 every results table on `summarize`.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Core module; every chapter uses it.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Show the library's own source on a page, so text and code cannot drift apart.
 
-Used by chapters: 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 13, 15.
+Used by chapters: 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Core module. `fit_stacked` takes the same `TrainConfig` as `train.fit` and is te
 `fit` run model by model (same minibatch orders, same optimizer arithmetic). Speed tricks live
 here and in a model's optional `stacked_forward(params, x)`; see the appendix page on sweeps.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 12, 13.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Core module; every chapter that trains a network uses it (directly or through `s
 tested equal to it). The loop in `fit` is meant to be read; the bookkeeping around it (when to
 evaluate, wall-clock and CPU time, norms, early stopping) lives in `Recorder`.
 
-Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 15.
+Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15.
 """
 
 from __future__ import annotations

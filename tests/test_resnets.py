@@ -1,0 +1,148 @@
+"""Chapter 14: grouped convolutions, AlexNet's parameters, plain vs residual nets, gradient norms, the degradation claim."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from dlbook import resnets as R
+from dlbook.data import mnist
+from dlbook.metrics import param_count
+from dlbook.results import compare
+
+CONVS = [(96, 256, 5, 2, 27), (384, 384, 3, 2, 13), (12, 18, 3, 3, 7), (8, 8, 1, 8, 5), (6, 4, 3, 1, 4)]
+
+
+@pytest.mark.parametrize("c_in,c_out,k,g,size", CONVS)
+def test_grouped_counts_against_torch(c_in, c_out, k, g, size):
+    conv = nn.Conv2d(c_in, c_out, k, groups=g, padding=k // 2)
+    assert R.grouped_conv_params(c_in, c_out, k, groups=g) == param_count(conv)
+    with FlopCounterMode(display=False) as fc:
+        conv(torch.zeros(1, c_in, size, size))
+    assert 2 * R.grouped_conv_macs(c_in, c_out, k, out_size=size, groups=g) == fc.get_total_flops()
+    assert R.grouped_conv_params(c_in, c_out, k, groups=g, bias=False) * g == R.grouped_conv_params(
+        c_in, c_out, k, groups=1, bias=False)
+
+
+def test_block_diagonal_weight_gives_the_grouped_output():
+    conv = nn.Conv2d(6, 4, 3, groups=2, bias=False)
+    x = torch.randn(2, 6, 5, 5)
+    dense = R.block_diagonal(conv.weight.detach(), 2)
+    assert torch.allclose(F.conv2d(x, dense), conv(x), atol=1e-6)
+    assert dense[:2, 3:].abs().sum() == 0 and dense[2:, :3].abs().sum() == 0
+    with pytest.raises(ValueError, match="groups"):
+        R.block_diagonal(conv.weight.detach(), 3)
+
+
+def test_grouped_conv_is_two_gpus_side_by_side():
+    net = R.alexnet()
+    conv2 = net[4]
+    x = torch.randn(1, 96, 27, 27)
+    halves = []
+    for g in range(2):  # each "GPU" sees only its own 48 input maps and owns 128 filters
+        w, b = conv2.weight[128 * g:128 * (g + 1)], conv2.bias[128 * g:128 * (g + 1)]
+        halves.append(F.conv2d(x[:, 48 * g:48 * (g + 1)], w, b, padding=2))
+    assert torch.allclose(torch.cat(halves, 1), conv2(x), atol=1e-5)
+
+
+def test_alexnet_counts_by_formula_module_and_known_totals():
+    with torch.device("meta"):
+        grouped, dense, tv = R.alexnet(), R.alexnet(grouped=False), torchvision.models.alexnet(weights=None)
+        assert grouped(torch.zeros(1, 3, 227, 227)).shape == (1, 1000)
+    assert sum(R.alexnet_params().values()) == param_count(grouped) == 60_965_224
+    assert sum(R.alexnet_params(grouped=False).values()) == param_count(dense) == 62_378_344
+    assert param_count(tv) == 61_100_840
+
+
+@pytest.mark.parametrize("depth", [8, 20, 32])
+def test_cifar_nets_counts_and_plain_equals_residual(depth):
+    n = (depth - 2) // 6
+    plain, res = (R.cifar_net(depth=depth, residual=r, seed=0) for r in (False, True))
+    assert param_count(plain) == param_count(res) == R.net_params(blocks=(n,) * 3, widths=(8, 16, 32))
+    assert plain.depth == depth == sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in plain.modules())
+
+
+@pytest.mark.parametrize("blocks,tv", [((2, 2, 2, 2), torchvision.models.resnet18),
+                                       ((3, 4, 6, 3), torchvision.models.resnet34)])
+def test_imagenet_resnets_match_torchvision(blocks, tv):
+    kw = dict(blocks=blocks, widths=(64, 128, 256, 512), in_channels=3, num_classes=1000, stem="imagenet")
+    with torch.device("meta"):
+        ours, ref, plain = R.Net(shortcut="B", **kw), tv(weights=None), R.Net(shortcut="none", **kw)
+    assert param_count(ours) == param_count(ref) == R.net_params(shortcut="B", **kw)
+    assert param_count(plain) == R.net_params(shortcut="none", **kw) < param_count(ref)
+
+
+def test_option_a_shortcut_is_the_identity_when_the_block_is_zero():
+    block = R.Block(4, 8, stride=2, shortcut="A", track_stats=False)
+    for bn in (block.bn1, block.bn2):
+        nn.init.zeros_(bn.weight)
+    x = torch.rand(3, 4, 6, 6)
+    out = block(x)
+    assert torch.equal(out[:, :4], x[:, :, ::2, ::2]) and out[:, 4:].abs().sum() == 0
+
+
+def test_binomial_interval_against_scipy():
+    from scipy.stats import binomtest
+    lo, hi = binomtest(31, 258).proportion_ci(method="wilson")
+    ours = R.binomial_interval(100 * 31 / 258, 258)
+    assert abs(ours[0] - 100 * lo) < 1e-9 and abs(ours[1] - 100 * hi) < 1e-9
+
+
+def digits():
+    d = mnist(n_train=1000)
+    return R.digits14(d.x_train), d.y_train
+
+
+def check_gradient_ratios(x, y, seeds=range(5)):
+    """log10 of first-conv over last-conv gradient norm: plain-56 far above residual-56, over seeds."""
+    ratio = {}
+    for r in (False, True):
+        g = [R.layer_grad_norms(R.cifar_net(depth=56, residual=r, seed=s), x[:256], y[:256]) for s in seeds]
+        ratio[r] = torch.stack([v[0] / v[-2] for v in g]).log10()
+    assert compare(ratio[False], ratio[True]).exceeds(2)
+    assert ratio[False].min() > 2 and ratio[True].max() < 1.5
+
+
+def test_plain_gradients_grow_toward_the_input_residual_ones_much_less():
+    check_gradient_ratios(*digits())
+
+
+def test_gradient_check_fails_when_the_shortcut_is_removed(monkeypatch):
+    x, y = digits()
+
+    def no_shortcut(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+    monkeypatch.setattr(R.Block, "forward", no_shortcut)
+    with pytest.raises(AssertionError):
+        check_gradient_ratios(x, y, seeds=range(3))
+
+
+def test_alexnet_total_catches_ungrouped_layers(monkeypatch):
+    monkeypatch.setattr(R, "ALEXNET_GROUPS", {"conv2": 1, "conv4": 2, "conv5": 2})
+    with pytest.raises(AssertionError):
+        test_alexnet_counts_by_formula_module_and_known_totals()
+
+
+def test_degradation_deeper_plain_trains_worse_residual_does_not():
+    x, y = digits()
+    err = {(d, r): 1 - R.train_nets(depth=d, residual=r, seeds=range(3), x=x, y=y)["train_acc"][:, -1]
+           for d in (8, 20) for r in (False, True)}
+    assert compare(err[20, False], err[8, False]).exceeds(2)
+    assert compare(err[20, False], err[20, True]).exceeds(2)
+    assert not compare(err[20, True], err[8, True]).exceeds(2)
+
+
+def test_chapter_glued_claims():
+    """The built chapter's numbers: the claims above, as the book states them (skips without a build)."""
+    from conftest import glued
+
+    g = glued("14_alexnet_resnet")
+    assert g["c14_err_plain20"] > g["c14_err_plain8"] and g["c14_plain_z"] > 2
+    assert g["c14_drop_after"] < g["c14_drop_before"]
+    assert g["c14_ratio_plain"] > 100 * g["c14_ratio_res"]
+    assert g["c14_aug_z"] > 2 and g["c14_aug_gain"] > 0
+    assert abs(g["c14_alex_grouped"] - 60.965224) < 1e-9 and abs(g["c14_alex_dense"] - 62.378344) < 1e-9
+    assert g["c14_a1_lo"] < g["c14_top5_prelu"] < g["c14_a1_hi"]
