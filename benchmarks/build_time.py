@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import build_book  # noqa: E402
 
-# Chapters 8 and 12 are over their issues' targets (120 s): recorded here as measured, see the notes
-BUDGET_S = {"chapter": 90, "chapters/08_dropout_real_data.md": 260, "chapters/12_inductive_bias.md": 150,
+# Chapter 12 is over its issue's target (120 s), recorded as measured; chapter 8 as measured at one thread (CPU time)
+BUDGET_S = {"chapter": 90, "chapters/08_dropout_real_data.md": 130, "chapters/12_inductive_bias.md": 150,
             "book": 600, "warm": 10}
 
 
