@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import build_book  # noqa: E402
 
-# Chapter 8 is over its issue's target (120 s): recorded here as measured, see the notes. Chapter 12
-# executes in about 60 s of CPU time at one thread (52 s user + 7 s system, measured under load)
-BUDGET_S = {"chapter": 90, "chapters/08_dropout_real_data.md": 260, "chapters/12_inductive_bias.md": 120,
+# Chapter 8 needs about 123 s of CPU time at one thread (its issue asked for 120 s); chapter 12
+# about 60 s (52 s user + 7 s system, measured under load)
+BUDGET_S = {"chapter": 90, "chapters/08_dropout_real_data.md": 130, "chapters/12_inductive_bias.md": 120,
             "chapters/13_memorization.md": 120, "chapters/14_alexnet_resnet.md": 180,
             "book": 600, "warm": 10}
 

@@ -126,6 +126,37 @@ def dense_param_count(widths, *, n_in: int = 784, n_out: int = 10) -> int:
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def inverted_dropout(h: torch.Tensor, p: float) -> torch.Tensor:
+    """h (any shape) with each entry zeroed with probability p, survivors times 1 / (1 - p)."""
+    # uniform draws compared with p: on a CPU faster than nn.Dropout's Bernoulli sampler
+    return h * (torch.rand_like(h) >= p) * (1 / (1 - p)) if p > 0 else h
+
+
+class SmallCNN(nn.Sequential):
+    """nn.Sequential with a stacked forward for `sweep.fit_stacked`."""
+
+    def stacked_forward(self, params, x):
+        """Outputs (K, B, 10) of K models, params {name: (K, ...)}, on x (K, B, 1, 28, 28)."""
+        h = x
+        for i, layer in enumerate(self):
+            w, b = params.get(f"{i}.weight"), params.get(f"{i}.bias")
+            if isinstance(layer, nn.Conv2d):  # K small convolutions beat one grouped one
+                h = torch.stack([nn.functional.conv2d(
+                    h[k], w[k], None if b is None else b[k], stride=layer.stride,
+                    padding=layer.padding) for k in range(len(h))])
+            elif isinstance(layer, nn.Linear):
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            elif isinstance(layer, nn.Dropout):
+                h = inverted_dropout(h, layer.p) if layer.training else h
+            elif isinstance(layer, nn.ReLU):
+                h = torch.relu(h)
+            elif isinstance(layer, nn.Flatten):
+                h = h.flatten(2)  # (K, B, C, H, W) -> (K, B, C * H * W)
+            else:
+                raise TypeError(f"stacked_forward: no stacked rule for {type(layer).__name__}")
+        return h
+
+
 def small_cnn(*, p: float = 0.0, batch_norm: bool = False, width: int = 8,
               seed: int):
     """(N, 1, 28, 28) -> logits (N, 10): two stride-2 convolutions, each
@@ -140,7 +171,7 @@ def small_cnn(*, p: float = 0.0, batch_norm: bool = False, width: int = 8,
         norm = [nn.BatchNorm2d(c_out)] * batch_norm
         return [conv, *norm, nn.ReLU(), nn.Dropout(p)]
 
-    return seeded(lambda: nn.Sequential(
+    return seeded(lambda: SmallCNN(
         *block(1, width, 5), *block(width, 2 * width, 3), nn.Flatten(),
         nn.Linear(2 * width * 7 * 7, N_CLASSES)), seed=seed)
 
@@ -162,10 +193,16 @@ def validation_split(x, y, *, n_val: int, seed: int):
     return x[keep], y[keep], x[val], y[val]
 
 
+def stratified_subset(x, y, *, n: int, seed: int):
+    """n examples (x (n, ...), y (n,)) of (x (N, ...), y (N,)), class proportions kept."""
+    *_, x_sub, y_sub = validation_split(x, y, n_val=n, seed=seed)
+    return x_sub, y_sub
+
+
 @torch.no_grad()
 def mc_dropout_probs(model, x, *, n_masks: int, seed: int, device):
-    """Class probabilities (N, 10) on x (N, ...) averaged over n_masks
-    thinned nets (dropout on, everything else in evaluation mode)."""
+    """Running averages (n_masks, N, 10): row k-1 holds the class probabilities on x (N, ...)
+    averaged over the first k thinned nets (dropout on, everything else in evaluation mode)."""
     checks.positive_int("n_masks", n_masks)
     was_training = model.training
     model.eval()
@@ -173,11 +210,13 @@ def mc_dropout_probs(model, x, *, n_masks: int, seed: int, device):
         if isinstance(m, nn.Dropout):
             m.train()  # sample masks; batch-norm statistics stay frozen
     total = torch.zeros(len(x), N_CLASSES, dtype=torch.float64)
+    out = torch.empty(n_masks, len(x), N_CLASSES, dtype=torch.float64)
     with global_seed(seed, device):
-        for _ in range(n_masks):
+        for k in range(n_masks):
             total += torch.softmax(model(x.to(device)), 1).double().cpu()
+            out[k] = total / (k + 1)
     model.train(was_training)
-    return total / n_masks
+    return out
 
 
 def thinned_ensemble(weight, bias, h, *, p: float):
@@ -248,26 +287,32 @@ def cheat_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, hidden: i
     return rows, curves | {"step": hist["step"]}
 
 
-def dense_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, nets=None, device):
-    """Each net of `nets` (default NETS) with its drop rates and with none, over `seeds`.
+def dense_experiment(x, y, x_test, y_test, *, seeds, cfg, nets=None, device):
+    """Each net of `nets` (default NETS) with its drop rates and with none, over `seeds`;
+    `cfg` is one TrainConfig or {net name: TrainConfig} (budgets per net).
 
-    Returns (rows: net, dropout, seed, final train/test accuracy; curves: {(net, dropout):
-    {"train": ..., "test": ... (seeds, evaluations)}} and "step"; models {(net, dropout): [...]}).
+    Returns (rows: net, dropout, seed, final train/test accuracy; curves {(net, dropout):
+    {"train", "test", "train loss": (seeds, evaluations), "step"}}; models {(net, dropout): [...]}).
     """
     seeds = [checks.seed(s) for s in seeds]
+    nets = nets or NETS
+    cfgs = cfg if isinstance(cfg, dict) else {name: cfg for name in nets}
+    if set(cfgs) != set(nets) or not all(isinstance(c, TrainConfig) for c in cfgs.values()):
+        raise TypeError(f"cfg must be a TrainConfig or a dict of one per net {sorted(nets)}")
     k, rows, curves, models = len(seeds), [], {}, {}
-    for name, (widths, drops) in (nets or NETS).items():
+    for name, (widths, drops) in nets.items():
         for dropout in (False, True):
             ms = [dense_net(widths, drops if dropout else (0.0,) * len(drops), seed=s)
                   for s in seeds]
             with global_seed(seeds[0], device):  # stacked dropout masks: global generator
-                hist = fit_stacked(ms, _rep(x, k), _rep(y, k), cfg=cfg, seeds=seeds,
+                hist = fit_stacked(ms, _rep(x, k), _rep(y, k), cfg=cfgs[name], seeds=seeds,
                                    device=device, x_val=_rep(x_test, k), y_val=_rep(y_test, k))
-            curves[name, dropout] = {"train": hist["train_acc"], "test": hist["val_acc"]}
+            curves[name, dropout] = {"train": hist["train_acc"], "test": hist["val_acc"],
+                                     "train loss": hist["train_loss"], "step": hist["step"]}
             models[name, dropout] = ms
             rows += [{"net": name, "dropout": dropout, "seed": s, "train acc": tr, "test acc": te}
                      for s, tr, te in zip(seeds, hist["train_acc"][:, -1], hist["val_acc"][:, -1])]
-    return rows, curves | {"step": hist["step"]}, models
+    return rows, curves, models
 
 
 def cnn_runs(x, y, x_test, y_test, *, seeds, grid=(), batch_norm: bool = False,
