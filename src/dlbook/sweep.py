@@ -75,33 +75,31 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
     models = [m.to(device) for m in models]
     stacked, buffers = stack_module_state(models)
     params = {name: p.detach().clone().requires_grad_(name not in frozen) for name, p in stacked.items()}
-    opt = make_optimizer([p for name, p in params.items() if name not in frozen],
-                         **cfg.optimizer_kwargs(), fused=True)
+    trained = [p for name, p in params.items() if name not in frozen]
+    opt = make_optimizer(trained, **cfg.optimizer_kwargs(), fused=True)
     fwd, fwd_eval = stacked_forward(models[0], train=True), stacked_forward(models[0], train=False)
-    orders = _stacked_orders(n, cfg, seeds, device)
-    rows = torch.arange(k, device=device).unsqueeze(1) * n  # model k's examples start at row k * n
-    x, y = x.to(device), y.to(device)
-    splits = {"train": (x, y)} | ({"val": (x_val.to(device), y_val.to(device))} if x_val is not None else {})
+    batches = _stacked_orders(n, cfg, seeds, device)
+    x_rows, y_rows = _rows(x.to(device), k, n), _rows(y.to(device), k, n)
+    splits = {"train": (x, y)} | ({"val": (x_val, y_val)} if x_val is not None else {})
+    splits = {s: (a.to(device), b.to(device)) for s, (a, b) in splits.items()}
     hist = {f"{s}_{m}": [] for s in splits for m in ("loss", "acc")} | {"step": [], "time": [], "lr": []}
-    # (K * N, ...) rows, made once (a copy when x is a broadcast view): one gather per step
-    x_rows, y_rows = x.reshape(k * n, *x.shape[2:]), y.reshape(k * n, *y.shape[2:])
     evals, elapsed, start = set(cfg.eval_steps()), 0.0, time.perf_counter()
     # dropout masks under vmap come from the global generator: a function of the seeds alone
     with global_seed(seeds[0], device):
         lr = None
-        for step in range(1, cfg.steps + 1):
+        for step, idx in enumerate(batches, start=1):
             if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
                 set_lr(opt, lr)
-            flat = (rows + orders[step - 1]).flatten()
-            xb = x_rows.index_select(0, flat).view(k, -1, *x.shape[2:])
-            yb = y_rows.index_select(0, flat).view(k, -1, *y.shape[2:])
-            # model k's loss depends only on its slice of params, so the sum separates their gradients
-            per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
-                                reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
+            yb = y_rows(idx)
+            # the sum over models of each model's mean loss: model k's loss depends only on
+            # its slice of params, so the sum separates their gradients (each equal to fit's)
+            loss = loss_fn(cfg.loss, fwd(params, buffers, x_rows(idx)).flatten(0, 1), yb.flatten(0, 1),
+                           reduction="sum") / (yb.numel() // k)
             if cfg.penalty:  # sum over models of each model's lam ||theta_k||^2
-                per_model = per_model + cfg.penalty * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
-            opt.zero_grad(set_to_none=True)
-            per_model.sum().backward()
+                loss = loss + cfg.penalty * sum(p.pow(2).sum() for p in params.values())
+            for p in trained:
+                p.grad = None
+            loss.backward()
             opt.step()
             if step in evals:
                 elapsed += time.perf_counter() - start
@@ -113,8 +111,8 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
                         for key, value in record(params).items():
                             hist.setdefault(key, []).append(torch.as_tensor(value).double().cpu().numpy())
                     for s, (xs, ys) in splits.items():
-                        loss, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
-                        hist[f"{s}_loss"].append(loss)
+                        values, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
+                        hist[f"{s}_loss"].append(values)
                         hist[f"{s}_acc"].append(acc)
                 start = time.perf_counter()
     with torch.no_grad():
@@ -132,6 +130,26 @@ def _stacked_orders(n: int, cfg: TrainConfig, seeds, device) -> list[torch.Tenso
                  for s in seeds]
     # every model has n examples, so step t's batches have one length and stack to (K, B_t)
     return [torch.stack(batch).to(device) for batch in zip(*per_model)]
+
+
+def _rows(t: torch.Tensor, k: int, n: int):
+    """A function idx (K, B) -> t[k, idx[k]] stacked to (K, B, ...), for t (K, N, ...).
+
+    Each batch length gets one buffer, refilled in place at every step. One data set shared by
+    all models (an expanded view, stride 0 over K) is gathered from t[0] without a K-fold copy.
+    """
+    shared = t.stride(0) == 0
+    src = (t[0] if shared else t.reshape(k * n, *t.shape[2:])).detach()
+    offset = 0 if shared else torch.arange(k, device=t.device).unsqueeze(1) * n  # model k's row 0
+    buffers = {}
+
+    def gather(idx: torch.Tensor) -> torch.Tensor:
+        flat = (idx + offset).flatten()
+        if len(flat) not in buffers:
+            buffers[len(flat)] = src.new_empty((len(flat), *src.shape[1:]))
+        return torch.index_select(src, 0, flat, out=buffers[len(flat)]).view(k, -1, *src.shape[1:])
+
+    return gather
 
 
 def stacked_outputs(fwd, params, buffers, x: torch.Tensor, *, chunk: int = 2048) -> torch.Tensor:
