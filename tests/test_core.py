@@ -318,3 +318,36 @@ def test_module_docstrings_name_the_chapters_that_use_them():
         assert m, f"{path.name}: docstring lacks 'Used by chapters: ...'"
         named = set() if m.group(1) == "none" else {int(c) for c in m.group(1).split(",")}
         assert named == use.get(path.name, set()), f"{path.name}: names {sorted(named)}, used by {sorted(use.get(path.name, []))}"
+
+
+@pytest.mark.parametrize("name, decoupled", [(n, False) for n in optim.OPTIMIZERS] + [("sgd", True), ("momentum", True), ("adam", True)])
+def test_fused_step_equals_torch_optimizer_step_bit_for_bit(name, decoupled):
+    # reference: torch.optim's own fused step on the same parameters, gradients and lr schedule
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 5, 4), (3, 5), (3, 2, 5)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
+    out = []
+    for fast in (False, True):
+        ps = [p.clone().requires_grad_() for p in start]
+        opt = optim.make_optimizer(ps, name=name, lr=0.1, weight_decay=0.05, decoupled=decoupled, fused=True)
+        step = optim.fused_step(opt) if fast else opt.step
+        for t, gs in enumerate(grads):
+            optim.set_lr(opt, 0.1 / (1 + t))
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            step()
+        out.append(ps)
+    for p, q in zip(*out):
+        assert torch.equal(p, q)
+
+
+def test_fused_step_falls_back_to_torch_when_a_gradient_is_missing():
+    ps = [torch.zeros(2, 3, requires_grad=True), torch.zeros(2, requires_grad=True)]
+    opt = optim.make_optimizer(ps, name="adam", lr=0.1, fused=True)
+    step = optim.fused_step(opt)
+    ps[0].grad = torch.ones(2, 3)
+    step()  # ps[1] has no gradient: torch.optim skips it
+    assert torch.all(ps[1] == 0) and torch.allclose(ps[0], torch.full((2, 3), -0.1))
+    with pytest.raises(ValueError, match="fused"):
+        optim.fused_step(optim.make_optimizer(ps, name="sgd", lr=0.1))
