@@ -351,3 +351,25 @@ def test_fused_step_falls_back_to_torch_when_a_gradient_is_missing():
     assert torch.all(ps[1] == 0) and torch.allclose(ps[0], torch.full((2, 3), -0.1))
     with pytest.raises(ValueError, match="fused"):
         optim.fused_step(optim.make_optimizer(ps, name="sgd", lr=0.1))
+
+
+def test_stacked_layers_equal_each_models_layer_with_gradients():
+    gen = torch.Generator().manual_seed(0)
+    k = 3
+    x = torch.randn(k, 4, 2, 9, 9, generator=gen)
+    w = torch.randn(k, 5, 2, 3, 3, generator=gen, requires_grad=True)
+    b = torch.randn(k, 5, generator=gen, requires_grad=True)
+    lw = torch.randn(k, 6, 5 * 5 * 5, generator=gen, requires_grad=True)
+    lb = torch.randn(k, 6, generator=gen, requires_grad=True)
+    h = sweep.stacked_conv2d(x, w, b, stride=2, padding=1)
+    out = sweep.stacked_linear(h.flatten(2), lw, lb)
+    ref = torch.stack([torch.nn.functional.linear(
+        torch.nn.functional.conv2d(x[i], w[i], b[i], stride=2, padding=1).flatten(1), lw[i], lb[i])
+        for i in range(k)])
+    assert out.shape == (k, 4, 6) and torch.allclose(out, ref, atol=1e-4)
+    up = torch.randn(out.shape, generator=gen)
+    got = torch.autograd.grad((out * up).sum(), [w, b, lw, lb])
+    want = torch.autograd.grad((ref * up).sum(), [w, b, lw, lb])
+    for g, r in zip(got, want):
+        assert torch.allclose(g, r, atol=1e-3, rtol=1e-4)
+    assert got[2].is_contiguous()  # the weights' gradient in their own layout: no copy per step
