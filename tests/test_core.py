@@ -373,3 +373,60 @@ def test_stacked_layers_equal_each_models_layer_with_gradients():
     for g, r in zip(got, want):
         assert torch.allclose(g, r, atol=1e-3, rtol=1e-4)
     assert got[2].is_contiguous()  # the weights' gradient in their own layout: no copy per step
+
+
+class _Stacked(nn.Module):
+    """The 2-16-3 MLP of _mlp with its own stacked_forward, written with sweep.stacked_linear."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b = nn.Linear(2, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+    def stacked_forward(self, p, x):
+        h = torch.relu(sweep.stacked_linear(x, p["a.weight"], p["a.bias"]))
+        return sweep.stacked_linear(h, p["b.weight"], p["b.bias"])
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("sgd", dict(decoupled=True, sampling="replacement")),
+    ("momentum", dict(decoupled=True, schedule=Schedule(kind="cosine", total=30, floor=0.1))),
+    ("nesterov", dict(loss="mse")),
+    ("adamw", dict(schedule=Schedule(kind="step", milestones=(10, 25)))),
+    ("adam", dict(loss="mse", decoupled=True, penalty=0.01)),
+])
+@pytest.mark.parametrize("shared, own_forward", [(True, False), (False, True)])
+def test_fit_stacked_equals_fit_for_more_options(name, kw, shared, own_forward):
+    # shared: one data set for all models as an expanded view (gathered without a K-fold copy);
+    # own_forward: the model's stacked_forward instead of vmap
+    torch.set_default_dtype(torch.float64)
+    try:
+        seeds, make = [3, 4, 5], (_Stacked if own_forward else _mlp)
+        x, y = _blobs(50, seed=7)
+        if kw.get("loss") == "mse":
+            y = torch.nn.functional.one_hot(y, 3).double()
+        xs, ys = ((x.expand(3, *x.shape), y.expand(3, *y.shape)) if shared else
+                  (torch.stack([x, x.flip(0), x.roll(5, 0)]), torch.stack([y, y.flip(0), y.roll(5, 0)])))
+        cfg = TrainConfig(steps=30, batch_size=7, optimizer=name, lr=0.03, weight_decay=0.02,
+                          eval_every=10, **kw)
+        stacked = [make(k) for k in range(3)]
+        h = sweep.fit_stacked(stacked, xs, ys, cfg=cfg, seeds=seeds, device="cpu", x_val=xs, y_val=ys)
+        for k in range(3):
+            m = make(k)
+            hk = fit(m, xs[k], ys[k], cfg=cfg, seed=seeds[k], device="cpu", x_val=xs[k], y_val=ys[k])
+            for p, q in zip(m.parameters(), stacked[k].parameters()):
+                assert torch.allclose(p, q, atol=1e-10, rtol=0)
+            assert np.allclose(h["val_loss"][k], hk["val_loss"], atol=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_fused_step_check_fails_when_the_kernel_call_is_wrong(monkeypatch):
+    # mutation: a fast step that drops Nesterov's look-ahead must not pass the bit-equality test
+    real = torch._fused_sgd_
+    monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **kw: real(*a, **(kw | {"nesterov": False})))
+    with pytest.raises(AssertionError):
+        test_fused_step_equals_torch_optimizer_step_bit_for_bit("nesterov", False)
