@@ -424,9 +424,14 @@ def test_fit_stacked_equals_fit_for_more_options(name, kw, shared, own_forward):
         torch.set_default_dtype(torch.float32)
 
 
-def test_fused_step_check_fails_when_the_kernel_call_is_wrong(monkeypatch):
-    # mutation: a fast step that drops Nesterov's look-ahead must not pass the bit-equality test
-    real = torch._fused_sgd_
-    monkeypatch.setattr(torch, "_fused_sgd_", lambda *a, **kw: real(*a, **(kw | {"nesterov": False})))
+def test_fused_step_check_fails_when_the_fast_step_is_wrong(monkeypatch):
+    # mutation: a fast step that forgets SGD's decoupled decay must not pass the bit-equality test
+    real = optim.fused_step
+
+    def forgetful(opt):
+        del opt.decoupled_shrink
+        return real(opt)
+
+    monkeypatch.setattr(optim, "fused_step", forgetful)
     with pytest.raises(AssertionError):
-        test_fused_step_equals_torch_optimizer_step_bit_for_bit("nesterov", False)
+        test_fused_step_equals_torch_optimizer_step_bit_for_bit("sgd", True)
