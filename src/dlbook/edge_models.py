@@ -89,14 +89,11 @@ def stacked_global_max_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     wo = w - k + 1
     with torch.no_grad():
         xc = x.reshape(k_models, b, h, w).transpose(0, 1).contiguous(memory_format=torch.channels_last)
-        maps = F.conv2d(xc, weight.reshape(k_models * c, 1, k, k), groups=k_models)
-        maps = maps.permute(0, 2, 3, 1)  # (B, H', W', K*F)
-        # the first arg-max in row-major order in two cheap steps: the first row holding the
-        # maximum, then the first column of that row; exactly argmax over the flattened map
-        row = maps.amax(dim=2).argmax(dim=1)  # (B, K*F)
-        col = maps.gather(1, row[:, None, None].expand(b, 1, wo, k_models * c)).squeeze(1).argmax(dim=1)
-        row = row.view(b, k_models, c).transpose(0, 1)
-        col = col.view(b, k_models, c).transpose(0, 1)
+        maps = F.conv2d(xc, weight.reshape(k_models * c, 1, k, k), groups=k_models)  # (B, K*F, H', W')
+        # one max pool over the whole map gives the first arg-max in row-major order (a later
+        # equal value does not replace the maximum): exactly argmax over the flattened map
+        pos = F.max_pool2d(maps, maps.shape[-2:], return_indices=True)[1].view(b, k_models, c).transpose(0, 1)
+    row, col = pos // wo, pos % wo
     d = torch.arange(k, device=x.device)
     idx = ((row[..., None, None] + d[:, None]) * w + col[..., None, None] + d[None, :]).flatten(-2)
     patches = torch.gather(x.reshape(k_models, b, 1, h * w).expand(k_models, b, c, h * w), 3, idx)

@@ -2,7 +2,8 @@
 
 Core module. `fit_stacked` takes the same `TrainConfig` as `train.fit` and is tested equal to
 `fit` run model by model (same minibatch orders, same optimizer arithmetic). Speed tricks live
-here and in a model's optional `stacked_forward(params, x)`; see the appendix page on sweeps.
+here and in a model's optional `stacked_forward(params, x)`, which can be written with
+`stacked_linear` and `stacked_conv2d`; see the appendix page on sweeps.
 
 Used by chapters: 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14.
 """
@@ -14,11 +15,12 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import checks
 from .metrics import loss_fn
-from .optim import make_optimizer, set_lr
+from .optim import fused_step, make_optimizer, set_lr
 from .runtime import global_seed
 from .train import TrainConfig, batch_indices
 
@@ -33,6 +35,28 @@ def stacked_forward(model, *, train: bool):
     if hasattr(base, "stacked_forward"):
         return lambda p, b, xb: base.stacked_forward(p, xb)
     return vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), randomness="different")
+
+
+def stacked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """K linear layers at once: x (K, B, in), weight (K, out, in), bias (K, out) -> (K, B, out)."""
+    # W x^T rather than x W^T: the weights' gradient comes out in their own (K, out, in) layout
+    # (x W^T would give it transposed: a copy of all K weight matrices at every step)
+    out = torch.bmm(weight, x.transpose(1, 2)).transpose(1, 2)
+    return out if bias is None else out + bias.unsqueeze(1)
+
+
+def stacked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                   stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """K conv2d layers at once: x (K, B, C, H, W), weight (K, F, C, k, k), bias (K, F) -> (K, B, F, H', W').
+
+    One grouped convolution (groups = K) over the K models' channels side by side, in
+    channels-last layout: about 1.4x faster on a CPU than vmap of conv2d on chapter 8's CNN.
+    """
+    k, b = x.shape[:2]
+    xc = x.transpose(0, 1).reshape(b, k * x.shape[2], *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(xc, weight.reshape(-1, *weight.shape[2:]), None if bias is None else bias.reshape(-1),
+                   stride=stride, padding=padding, groups=k)
+    return out.view(b, k, -1, *out.shape[-2:]).transpose(0, 1)
 
 
 def _check(models, x, y, seeds, x_val, y_val, cfg):
@@ -75,34 +99,33 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
     models = [m.to(device) for m in models]
     stacked, buffers = stack_module_state(models)
     params = {name: p.detach().clone().requires_grad_(name not in frozen) for name, p in stacked.items()}
-    opt = make_optimizer([p for name, p in params.items() if name not in frozen],
-                         **cfg.optimizer_kwargs(), fused=True)
+    trained = [p for name, p in params.items() if name not in frozen]
+    opt = make_optimizer(trained, **cfg.optimizer_kwargs(), fused=True)
+    opt_step = fused_step(opt)  # opt.step() without torch.optim's per-step Python bookkeeping
     fwd, fwd_eval = stacked_forward(models[0], train=True), stacked_forward(models[0], train=False)
-    orders = _stacked_orders(n, cfg, seeds, device)
-    rows = torch.arange(k, device=device).unsqueeze(1) * n  # model k's examples start at row k * n
-    x, y = x.to(device), y.to(device)
-    splits = {"train": (x, y)} | ({"val": (x_val.to(device), y_val.to(device))} if x_val is not None else {})
+    batches = _stacked_orders(n, cfg, seeds, device)
+    x_rows, y_rows = _rows(x.to(device), k, n), _rows(y.to(device), k, n)
+    splits = {"train": (x, y)} | ({"val": (x_val, y_val)} if x_val is not None else {})
+    splits = {s: (a.to(device), b.to(device)) for s, (a, b) in splits.items()}
     hist = {f"{s}_{m}": [] for s in splits for m in ("loss", "acc")} | {"step": [], "time": [], "lr": []}
-    # (K * N, ...) rows, made once (a copy when x is a broadcast view): one gather per step
-    x_rows, y_rows = x.reshape(k * n, *x.shape[2:]), y.reshape(k * n, *y.shape[2:])
     evals, elapsed, start = set(cfg.eval_steps()), 0.0, time.perf_counter()
     # dropout masks under vmap come from the global generator: a function of the seeds alone
     with global_seed(seeds[0], device):
         lr = None
-        for step in range(1, cfg.steps + 1):
+        for step, idx in enumerate(batches, start=1):
             if lr != (lr := cfg.lr * cfg.schedule.factor(step)):
                 set_lr(opt, lr)
-            flat = (rows + orders[step - 1]).flatten()
-            xb = x_rows.index_select(0, flat).view(k, -1, *x.shape[2:])
-            yb = y_rows.index_select(0, flat).view(k, -1, *y.shape[2:])
-            # model k's loss depends only on its slice of params, so the sum separates their gradients
-            per_model = loss_fn(cfg.loss, fwd(params, buffers, xb).flatten(0, 1), yb.flatten(0, 1),
-                                reduction="none").view(k, yb.shape[1], -1).mean((1, 2))
+            yb = y_rows(idx)
+            # the sum over models of each model's mean loss: model k's loss depends only on
+            # its slice of params, so the sum separates their gradients (each equal to fit's)
+            loss = loss_fn(cfg.loss, fwd(params, buffers, x_rows(idx)).flatten(0, 1), yb.flatten(0, 1),
+                           reduction="sum") / (yb.numel() // k)
             if cfg.penalty:  # sum over models of each model's lam ||theta_k||^2
-                per_model = per_model + cfg.penalty * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
-            opt.zero_grad(set_to_none=True)
-            per_model.sum().backward()
-            opt.step()
+                loss = loss + cfg.penalty * sum(p.pow(2).sum() for p in params.values())
+            for p in trained:
+                p.grad = None
+            loss.backward()
+            opt_step()
             if step in evals:
                 elapsed += time.perf_counter() - start
                 hist["step"].append(step)
@@ -113,8 +136,8 @@ def fit_stacked(models, x, y, *, cfg: TrainConfig, seeds, device, x_val=None, y_
                         for key, value in record(params).items():
                             hist.setdefault(key, []).append(torch.as_tensor(value).double().cpu().numpy())
                     for s, (xs, ys) in splits.items():
-                        loss, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
-                        hist[f"{s}_loss"].append(loss)
+                        values, acc = _per_model(cfg.loss, stacked_outputs(fwd_eval, params, buffers, xs), ys)
+                        hist[f"{s}_loss"].append(values)
                         hist[f"{s}_acc"].append(acc)
                 start = time.perf_counter()
     with torch.no_grad():
@@ -134,8 +157,33 @@ def _stacked_orders(n: int, cfg: TrainConfig, seeds, device) -> list[torch.Tenso
     return [torch.stack(batch).to(device) for batch in zip(*per_model)]
 
 
-def stacked_outputs(fwd, params, buffers, x: torch.Tensor, *, chunk: int = 2048) -> torch.Tensor:
-    """Outputs (K, M, ...) of a stacked forward on x (K, M, ...), one call per chunk of M."""
+def _rows(t: torch.Tensor, k: int, n: int):
+    """A function idx (K, B) -> t[k, idx[k]] stacked to (K, B, ...), for t (K, N, ...).
+
+    Each batch length gets one buffer, refilled in place at every step. One data set shared by
+    all models (an expanded view, stride 0 over K) is gathered from t[0] without a K-fold copy.
+    """
+    shared = t.stride(0) == 0
+    src = (t[0] if shared else t.reshape(k * n, *t.shape[2:])).detach()
+    offset = 0 if shared else torch.arange(k, device=t.device).unsqueeze(1) * n  # model k's row 0
+    buffers = {}
+
+    def gather(idx: torch.Tensor) -> torch.Tensor:
+        flat = (idx + offset).flatten()
+        if len(flat) not in buffers:
+            buffers[len(flat)] = src.new_empty((len(flat), *src.shape[1:]))
+        return torch.index_select(src, 0, flat, out=buffers[len(flat)]).view(k, -1, *src.shape[1:])
+
+    return gather
+
+
+def stacked_outputs(fwd, params, buffers, x: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
+    """Outputs (K, M, ...) of a stacked forward on x (K, M, ...), one call per chunk of M.
+
+    The default chunk, 512 // K rows (at least 8), keeps the K models' activations small enough
+    to stay in cache (a 2x faster evaluation of the chapter 12 CNN than whole-split chunks).
+    """
+    chunk = chunk or max(8, 512 // x.shape[0])
     return torch.cat([fwd(params, buffers, x[:, i:i + chunk]) for i in range(0, x.shape[1], chunk)], dim=1)
 
 
