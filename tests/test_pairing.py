@@ -34,3 +34,20 @@ def test_ipynb_has_stable_ids_and_no_outputs(md):
     outputs = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
     assert not outputs, "commit notebooks without outputs (the site shows the executed ones)"
     assert "formats" in nb["metadata"].get("jupytext", {}), "notebook must be jupytext-paired"
+
+
+def test_the_bibliography_parses_and_holds_every_cited_key():
+    """A broken references.bib fails the whole book build; catch it (and unknown keys) in seconds."""
+    import re
+
+    from pybtex.database import parse_file
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "references.bib").read_text()
+    entries = parse_file(str(root / "references.bib")).entries
+    assert len(entries) == len(re.findall(r"^@\w+\{", text, re.M)), "an entry swallowed another"
+    cited = set()
+    for md in (root / "chapters").glob("*.md"):
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", md.read_text()):
+            cited |= {k.strip() for k in keys.split(",")}
+    assert cited and not cited - set(entries), sorted(cited - set(entries))
