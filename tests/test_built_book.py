@@ -78,3 +78,16 @@ def test_cached_outputs_are_keyed_on_the_current_library():
     stale = [str(p.relative_to(ROOT)) for p in build_book.toc_files(ROOT) if build_book.is_notebook(p)
              and stamps.get(p.relative_to(ROOT).as_posix()) != libdeps.chapter_key(p, ROOT)]
     assert not stale, f"chapters whose library changed since they were executed: {stale}"
+
+
+def test_no_chapter_prints_warnings_or_errors_to_the_page():
+    """A warning in an executed cell shows on the site (stderr output): none may reach it."""
+    import json
+
+    built = sorted((ROOT / "_build" / "jupyter_execute" / "chapters").glob("[0-9]*.ipynb"))
+    if not built:
+        pytest.skip("the book has not been built")
+    found = [(p.stem, i, "".join(o.get("text", ""))[:300])
+             for p in built for i, cell in enumerate(json.loads(p.read_text())["cells"])
+             for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+    assert not found, found

@@ -9,6 +9,7 @@ Used by chapters: 13.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -47,10 +48,18 @@ def loss_function(model, x: torch.Tensor, y: torch.Tensor):
     return lambda theta: F.cross_entropy(functional_call(base, unflatten(base, theta), (x,)), y)
 
 
+def _hessian_vector(f, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """H v (P,) of f at theta, forward-over-reverse."""
+    with warnings.catch_warnings():
+        # torch's first forward-mode call registers decompositions with torch.jit.script, which
+        # warns of its own deprecation: internal to torch, nothing a reader can act on
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
+        return jvp(grad(f), (theta,), (v,))[1]
+
+
 def hvp(model, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Hessian-vector product H v (P,) of the training loss at the model's parameters (forward-over-reverse)."""
-    f = loss_function(model, x, y)
-    return jvp(grad(f), (flat_params(model),), (v,))[1]
+    return _hessian_vector(loss_function(model, x, y), flat_params(model), v)
 
 
 def top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, iters: int = 20, seed: int = 0) -> float:
@@ -61,7 +70,7 @@ def top_eigenvalue(model, x: torch.Tensor, y: torch.Tensor, *, iters: int = 20, 
     checks.positive_int("iters", iters)
     f = loss_function(model, x, y)
     theta = flat_params(model)
-    hv = lambda v: jvp(grad(f), (theta,), (v,))[1]  # noqa: E731
+    hv = lambda v: _hessian_vector(f, theta, v)  # noqa: E731
     v = torch.randn(theta.shape, generator=torch_generator(seed), dtype=theta.dtype)
     v = v / v.norm()
     for _ in range(iters):
