@@ -191,6 +191,20 @@ def test_mse_loss_trains_a_linear_model_to_least_squares():
 
 # ---------- the stacked sweep equals fit ----------
 
+def _assert_stacked_equals_fit(make, xs, ys, *, cfg, seeds):
+    """fit_stacked on models make(k) equals fit run model by model (float64): weights, losses, accuracies."""
+    stacked = [make(k) for k in range(len(seeds))]
+    h = sweep.fit_stacked(stacked, xs, ys, cfg=cfg, seeds=seeds, device="cpu", x_val=xs, y_val=ys)
+    for k in range(len(seeds)):
+        m = make(k)
+        hk = fit(m, xs[k], ys[k], cfg=cfg, seed=seeds[k], device="cpu", x_val=xs[k], y_val=ys[k])
+        for p, q in zip(m.parameters(), stacked[k].parameters()):
+            assert torch.allclose(p, q, atol=1e-10, rtol=0)
+        assert np.allclose(h["val_loss"][k], hk["val_loss"], atol=1e-10)
+        assert np.allclose(h["train_acc"][k], hk["train_acc"], equal_nan=True)  # nan: mse has no accuracy
+    return h, hk
+
+
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_fit_stacked_equals_fit_model_by_model(name):
     torch.set_default_dtype(torch.float64)
@@ -200,15 +214,7 @@ def test_fit_stacked_equals_fit_model_by_model(name):
         cfg = TrainConfig(steps=40, batch_size=8, optimizer=name, lr=0.05, weight_decay=0.01, penalty=0.003,
                           eval_every=10, schedule=Schedule(kind="step", milestones=(20,), warmup=4))
         seeds = [10, 11, 12]
-        stacked = [_mlp(k) for k in range(3)]
-        h = sweep.fit_stacked(stacked, x, y, cfg=cfg, seeds=seeds, device="cpu", x_val=x, y_val=y)
-        for k in range(3):
-            m = _mlp(k)
-            hk = fit(m, x[k], y[k], cfg=cfg, seed=seeds[k], device="cpu", x_val=x[k], y_val=y[k])
-            for p, q in zip(m.parameters(), stacked[k].parameters()):
-                assert torch.allclose(p, q, atol=1e-10, rtol=0)
-            assert np.allclose(h["val_loss"][k], hk["val_loss"], atol=1e-10)
-            assert np.allclose(h["train_acc"][k], hk["train_acc"])
+        h, hk = _assert_stacked_equals_fit(_mlp, x, y, cfg=cfg, seeds=seeds)
         assert list(h["step"]) == hk["step"] and h["config"] is cfg
     finally:
         torch.set_default_dtype(torch.float32)
@@ -413,14 +419,7 @@ def test_fit_stacked_equals_fit_for_more_options(name, kw, shared, own_forward):
                   (torch.stack([x, x.flip(0), x.roll(5, 0)]), torch.stack([y, y.flip(0), y.roll(5, 0)])))
         cfg = TrainConfig(steps=30, batch_size=7, optimizer=name, lr=0.03, weight_decay=0.02,
                           eval_every=10, **kw)
-        stacked = [make(k) for k in range(3)]
-        h = sweep.fit_stacked(stacked, xs, ys, cfg=cfg, seeds=seeds, device="cpu", x_val=xs, y_val=ys)
-        for k in range(3):
-            m = make(k)
-            hk = fit(m, xs[k], ys[k], cfg=cfg, seed=seeds[k], device="cpu", x_val=xs[k], y_val=ys[k])
-            for p, q in zip(m.parameters(), stacked[k].parameters()):
-                assert torch.allclose(p, q, atol=1e-10, rtol=0)
-            assert np.allclose(h["val_loss"][k], hk["val_loss"], atol=1e-10)
+        _assert_stacked_equals_fit(make, xs, ys, cfg=cfg, seeds=seeds)
     finally:
         torch.set_default_dtype(torch.float32)
 

@@ -150,14 +150,20 @@ def test_interpolating_net_rejects_duplicate_points():
         M.interpolating_net(x, torch.tensor([0, 1, 2]), seed=0)
 
 
+def _real_and_shuffled(make, *, data_seed, lr, eval_every):
+    """Histories of `make` trained on 200 digits with real and with shuffled labels (5 seeds each),
+    and the masks of the shuffled and the real runs."""
+    d = mnist(n_train=200, n_test=500, seed=data_seed)
+    cfg = TrainConfig(steps=400, batch_size=50, optimizer="adam", lr=lr, eval_every=eval_every)
+    run = M.train_tasks(make, {"real": {}, "shuffled": dict(labels=1.0)},
+                        (d.x_train, d.y_train, d.x_test, d.y_test), seeds=range(5), cfg=cfg, device="cpu")
+    task = np.array(run["task"])
+    return run["hist"], task == "shuffled", task == "real"
+
+
 def test_memorization_claims_at_small_scale():
     """Shuffled labels: fitted, validation at chance, slower to fit than real labels (5 seeds)."""
-    d = mnist(n_train=200, n_test=500, seed=1)
-    cfg = TrainConfig(steps=400, batch_size=50, optimizer="adam", lr=2e-3, eval_every=20)
-    run = M.train_tasks(M.make_mlp, {"real": {}, "shuffled": dict(labels=1.0)},
-                        (d.x_train, d.y_train, d.x_test, d.y_test), seeds=range(5), cfg=cfg, device="cpu")
-    h, task = run["hist"], np.array(run["task"])
-    shuf, real = task == "shuffled", task == "real"
+    h, shuf, real = _real_and_shuffled(M.make_mlp, data_seed=1, lr=2e-3, eval_every=20)
     assert (h["train_acc"][:, -1] == 1).all()
     chance_se = np.sqrt(0.1 * 0.9 / 500)
     assert abs(h["val_acc"][shuf, -1].mean() - 0.1) < 4 * chance_se
@@ -193,12 +199,7 @@ def test_regularization_claims_in_the_chapter():
 
 def test_cnn_memorizes_shuffled_labels_at_small_scale():
     """The CNN fits shuffled labels of 200 digits (5 seeds), validation near chance, slower than real labels."""
-    d = mnist(n_train=200, n_test=500, seed=2)
-    cfg = TrainConfig(steps=400, batch_size=50, optimizer="adam", lr=3e-3, eval_every=50)
-    run = M.train_tasks(M.make_cnn, {"real": {}, "shuffled": dict(labels=1.0)},
-                        (d.x_train, d.y_train, d.x_test, d.y_test), seeds=range(5), cfg=cfg, device="cpu")
-    h, task = run["hist"], np.array(run["task"])
-    shuf, real = task == "shuffled", task == "real"
+    h, shuf, real = _real_and_shuffled(M.make_cnn, data_seed=2, lr=3e-3, eval_every=50)
     assert (h["train_acc"][shuf, -1] >= 0.99).all()
     assert abs(h["val_acc"][shuf, -1].mean() - 0.1) < 4 * np.sqrt(0.1 * 0.9 / 500)
     steps = M.steps_to_fit(h["step"], h["train_acc"], level=0.99)
