@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # the claim registry, tests/claims
 
 REPO = Path(__file__).resolve().parents[1]
 # The book whose files and built site (_build/html) the site tests check; another built copy of
@@ -47,22 +50,11 @@ def glued(stem: str, root: Path = REPO) -> dict:
 
     Skips the calling test when the book has not been built (make test builds it first).
     """
-    import ast
     import json
+
+    from claims.record import glued_values
 
     path = root / "_build" / "jupyter_execute" / "chapters" / f"{stem}.ipynb"
     if not path.exists():
         pytest.skip(f"the book has not been built ({path} missing)")
-    values = {}
-    for cell in json.loads(path.read_text())["cells"]:
-        for out in cell.get("outputs", []):
-            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            plain = [k for k in out.get("data", {}) if k.endswith("text/plain")]
-            if name is not None and plain:
-                text = out["data"][plain[0]]
-                text = "".join(text) if isinstance(text, list) else text
-                try:
-                    values[name] = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    values[name] = text
-    return values
+    return glued_values(json.loads(path.read_text()))

@@ -426,22 +426,18 @@ def test_some_chapter_says_which_data_it_ran_on():
 
 
 @pytest.mark.parametrize("page", DATA_PAGES)
-def test_data_admonition_reads_properly(page, browser, site_url):
-    """The data box has a title of its own ("Data" or "Data: offline fallback") and a body that
-    starts a paragraph with "Data source:" (not "Offline fallback data Data source: ..." run together)."""
+def test_data_note_reads_properly(page, browser, site_url):
+    """The data note is a block quote (plain Markdown, so Colab shows it too) that starts with a
+    bold "Data." and names the book's data set, never a fallback."""
     from selenium.webdriver.common.by import By
 
     load(browser, site_url + page)
-    boxes = [b for b in browser.find_elements(By.CSS_SELECTOR, "div.admonition") if "Data source:" in b.text]
-    assert boxes, f"{page}: no data admonition"
+    boxes = [b for b in browser.find_elements(By.CSS_SELECTOR, "blockquote") if "Data source:" in b.text]
+    assert boxes, f"{page}: no data note"
     for box in boxes:
-        title = box.find_element(By.CSS_SELECTOR, ".admonition-title").text.strip()
-        assert title in ("Data", "Data: offline fallback"), f"{page}: data box titled {title!r}"
-        first = box.find_element(By.CSS_SELECTOR, ".admonition-title + p").text
-        assert first.startswith("Data source: "), f"{page}: data box body starts {first[:60]!r}"
-        fallback = "could not be downloaded" in box.text
-        assert (title == "Data: offline fallback") == fallback, f"{page}: title {title!r} for {box.text[:120]!r}"
-        assert ("warning" in box.get_attribute("class")) == fallback
+        assert box.text.startswith("Data. Data source: "), f"{page}: data note starts {box.text[:60]!r}"
+        assert box.find_element(By.CSS_SELECTOR, "strong").text == "Data."
+        assert "fallback" not in box.text and "could not be downloaded" not in box.text
 
 
 def pick_equation_page() -> str:

@@ -7,7 +7,8 @@
    `jupyter-book build`). Only those chapters execute again.
 2. Execute every chapter missing from the cache, N at a time (one torch thread each),
    exactly as MyST-NB would read it, and store it in the book's cache.
-3. Write the execution-statistics page (appendix/execution.md) from the cache.
+3. Write the execution-statistics page (appendix/execution.md) and the claims page
+   (appendix/claims.md, tools/claims_page.py) from the cache.
 4. `jupyter-book build -W -n --keep-going`: any warning or failing cell fails the build.
 """
 
@@ -212,6 +213,9 @@ def main(argv=None) -> None:
     execute_missing(root, args.jobs, args.timeout)
     t1 = time.perf_counter()
     write_execution_page(root)
+    import claims_page  # appendix/claims.md from the claim registry and the executed chapters
+
+    claims_page.write(root, root / CACHE_SUBDIR)
     sphinx_build(root, args.builder)
     publish_executed_notebooks(root)
     if args.builder == "html":  # reader notebooks for Colab/Binder: tools/reader_notebooks.py

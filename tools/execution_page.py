@@ -63,8 +63,8 @@ two chapters at a time on the build machine.
 
 ## Data sources used
 
-Which data each chapter actually ran on. Offline builds fall back to data that ships inside a
-package, and each chapter says so in a warning box where it loads the data.
+Which data each chapter ran on. By default these are the same everywhere (the site, Colab,
+Binder, CI); each chapter names its data in a note where it loads it.
 
 | chapter | data source |
 |---|---|

