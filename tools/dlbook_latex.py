@@ -9,7 +9,9 @@ look like the site's book:
 2. Chapter numbers are the site's: a numbered chapter gets its number from the table of contents as
    tools/dlbook_sphinx.py renumbered it (chapters/06_x.md is chapter 6); unnumbered pages ("How to
    use this book", the back matter) are unnumbered chapters, still listed in the contents.
-   Figures and equations are numbered per chapter (Fig. 6.1, Eq. 6.1), as on the site.
+   Parts are the table of contents' captions, unnumbered (the captions carry "Part I").
+   Figures, equations and exercises are numbered per chapter (Fig. 6.1, Eq. 6.1, Exercise 6.1),
+   as on the site.
 3. Code and printed output wrap at the text width (Sphinx's `verbatimforcewraps`): nothing is cut.
 4. What a PDF cannot show is dropped or replaced by one short line: interactive widgets, HTML-only
    outputs, the launch and download buttons, collapsed ("hide-input") cell sources.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from docutils import nodes
 from sphinx import addnodes
+from sphinx.builders.latex.nodes import thebibliography
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 
@@ -36,10 +39,6 @@ PREAMBLE = r"""
   {\colorlet{VerbatimColor}{dlbookInputColor}\colorlet{VerbatimBorderColor}{dlbookInputBorder}}{}
 \newenvironment{sphinxVerbatimOutput}
   {\colorlet{VerbatimColor}{dlbookOutputColor}\colorlet{VerbatimBorderColor}{dlbookOutputBorder}}{}
-% figures: at most 85 % of the text width and 45 % of the page height, centred
-\let\dlbookOrigIncludegraphics\sphinxincludegraphics
-\renewcommand{\sphinxincludegraphics}[2][]{%
-  \dlbookOrigIncludegraphics[#1,width=0.85\linewidth,height=0.45\textheight,keepaspectratio]{#2}}
 % long URLs and identifiers break instead of running into the margin
 \setlength{\emergencystretch}{3em}
 \Urlmuskip=0mu plus 1mu
@@ -73,8 +72,15 @@ def _config(app, config) -> None:
     config.latex_elements = elements
 
 
-def _builder(app) -> None:
-    """After sphinx-jupyterbook-latex's builder-inited handler (which sets 2): numbers per chapter."""
+def _site_numbers(app) -> None:
+    """builder-inited, after sphinx-jupyterbook-latex's: number as the site does (Exercise 6.1, not 6.4.1).
+
+    sphinx-jupyterbook-latex sets numfig_secnum_depth = 2 so that, with parts at the top, LaTeX
+    resets its figure and equation counters per chapter; but the environment also numbers
+    exercises and figures from it (the numbers sphinx-exercise writes). Keep the site's depth
+    while reading (it is also what is pickled: no full re-read next time) and give the LaTeX
+    writer depth 2 once the book's doctree is assembled (ChapterNumbers).
+    """
     if app.builder.name == "latex":
         app.config.numfig_secnum_depth = 1
 
@@ -83,23 +89,49 @@ def _raw(tex: str) -> nodes.raw:
     return nodes.raw("", tex + "\n", format="latex")
 
 
+def _bibliography_page(section: nodes.Element) -> list[nodes.Element] | None:
+    """The bibliographies of a page that holds nothing else (None for any other page)."""
+    bibs, skipped = [], (nodes.title, nodes.target, nodes.raw, nodes.comment)
+    for child in section.children:
+        if isinstance(child, thebibliography):
+            bibs.append(child)
+        elif isinstance(child, nodes.container) and not child.astext().strip():
+            continue  # what sphinxcontrib-bibtex leaves where the citations were
+        elif not (isinstance(child, skipped) or type(child).__name__ == "HiddenCellNode"):
+            return None
+    return bibs
+
+
 class ChapterNumbers(SphinxPostTransform):
-    """Set LaTeX's chapter counter before each chapter from the site's numbers (root document only)."""
+    """The book's structure in the assembled LaTeX document (the root document only).
+
+    A "Preface" heading over the root page's text; before each chapter, LaTeX's chapter counter
+    set from the site's numbers; parts and unnumbered pages without a number; the bibliography
+    page replaced by the bibliography alone (LaTeX gives it its own "Bibliography" heading).
+    """
 
     default_priority = 800  # after sphinx-jupyterbook-latex's LatexRootDocPostTransforms (700)
     builders = ("latex",)
 
     def run(self, **kwargs) -> None:
-        if self.env.docname != self.config.root_doc and \
-                self.app.project.path2doc(self.document["source"]) != self.config.root_doc:
+        if self.app.project.path2doc(self.document["source"]) != self.config.root_doc:
             return
+        self.config.numfig_secnum_depth = 2  # LaTeX resets figures and equations per chapter
         secnums = self.env.toc_secnumbers
+        for sof in list(self.document.findall(addnodes.start_of_file)):
+            section = next(iter(sof.findall(nodes.section)), None)
+            if sof.get("docname") in self.env.found_docs and section is not None:
+                bibs = _bibliography_page(section)
+                if bibs is not None:  # its own title would stand over the bibliography's
+                    sof.replace_self(bibs)
+        self.document.insert(0, _raw(r"\chapter*{Preface}\addcontentsline{toc}{chapter}{Preface}"
+                                     r"\markboth{Preface}{Preface}"))
         for sof in self.document.findall(addnodes.start_of_file):
             doc = sof.get("docname")
-            if doc not in self.env.found_docs:
-                continue  # a part made from a caption
             top = (secnums.get(doc) or {}).get("")
-            if top:
+            if doc not in self.env.found_docs:  # a part made from a caption ("Part I: ..."): no number
+                tex = r"\setcounter{secnumdepth}{-2}"
+            elif top:
                 tex = rf"\setcounter{{secnumdepth}}{{2}}\setcounter{{chapter}}{{{top[0] - 1}}}"
             else:
                 tex = r"\setcounter{secnumdepth}{-1}"
@@ -108,6 +140,6 @@ class ChapterNumbers(SphinxPostTransform):
 
 def setup(app):
     app.connect("config-inited", _config, priority=900)
-    app.connect("builder-inited", _builder, priority=900)
+    app.connect("builder-inited", _site_numbers, priority=900)
     app.add_post_transform(ChapterNumbers)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
