@@ -205,24 +205,59 @@ def test_numbered_chapters_and_parts_in_order():
     assert after_toc == sorted(after_toc) and min(after_toc) >= 0, "parts out of order"
 
 
+CONTEXT = 8  # letters and digits of the site's text on each side of a glued value
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", text)
+
+
+def glued_in_context(page_html: str) -> list[tuple[str, str, str]]:
+    """(text before, value, text after) of each glued value on a site page, as letters and digits.
+
+    The context stops at math (the site shows TeX source, the PDF its glyphs), at another glued
+    value and at a block boundary, so it can be empty.
+    """
+    m = re.search(r'<article class="bd-article"[^>]*>(.*)</article>', page_html, re.S)
+    body = m.group(1) if m else page_html
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r'<span class="pasted-text">([^<]*)</span>', "\x01\\1\x02", body)
+    body = re.sub(r"</?(?:p|div|li|td|th|tr|dt|dd|h\d|figcaption|pre|table)\b[^>]*>", "\x03", body)
+    text = html.unescape(re.sub(r"<[^>]+>", "", body))
+    out = []
+    for g in re.finditer("\x01([^\x02]*)\x02", text):
+        before = re.split(r"[\x01\x02\x03]|\\[()\[\]]|\$", text[:g.start()])[-1]
+        after = re.split(r"[\x01\x02\x03]|\\[()\[\]]|\$", text[g.end():])[0]
+        out.append((_alnum(before)[-CONTEXT:], g.group(1), _alnum(after)[:CONTEXT]))
+    return out
+
+
 @pytest.mark.slow
 def test_every_glued_number_of_a_chapter_is_in_its_pdf_chapter():
-    """Each value glued on a chapter's site page occurs in the same chapter of the PDF, at least as often."""
+    """Each value glued on a chapter's site page is in the same chapter of the PDF, with the words around it."""
     _require_pdf()
-    problems = {}
+    problems, checked = {}, 0
     for number, _, doc in numbered_chapters():
-        values = [html.unescape(v) for v in re.findall(r'class="pasted-text">([^<]*)<', site_page(doc))]
-        pdf = re.sub(r"\s+", "", chapter_text(number))
-        wanted: dict[str, int] = {}
-        for v in values:
-            v = re.sub(r"\s+", "", v)
-            if v:
-                wanted[v] = wanted.get(v, 0) + 1
-        short = {v: (k, pdf.count(v)) for v, k in wanted.items() if pdf.count(v) < k}
-        if short:
-            problems[number] = short
-        assert values or number == 0
-    assert not problems, f"glued values missing from the PDF chapter {{value: (site, pdf)}}: {problems}"
+        glued = glued_in_context(site_page(doc))
+        assert glued, f"chapter {number}: no glued value on the site page"
+        pdf = chapter_text(number)
+        flat, letters = re.sub(r"\s+", "", pdf), _alnum(pdf)
+        missing = []
+        for before, value, after in glued:
+            v = _alnum(value)
+            if not v:
+                continue
+            if not (before or after):
+                ok = re.sub(r"\s+", "", value) in flat
+            else:
+                ok = (bool(before) and before + v in letters) or (bool(after) and v + after in letters)
+            checked += 1
+            if not ok:
+                missing.append(f"...{before}[{value}]{after}...")
+        if missing:
+            problems[number] = missing[:5] + ([f"and {len(missing) - 5} more"] if len(missing) > 5 else [])
+    assert checked > 0
+    assert not problems, f"glued values not found in their PDF chapter with their context: {problems}"
 
 
 @pytest.mark.slow

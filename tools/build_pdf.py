@@ -78,7 +78,9 @@ def latexmk(out: Path) -> Path:
         tail = log.read_text(errors="replace").splitlines()[-60:] if log.exists() else []
         print(proc.stdout[-4000:], "\n".join(tail), sep="\n", file=sys.stderr)
         raise SystemExit(f"latexmk failed (exit {proc.returncode}); see {log}")
-    return out / TEX.replace(".tex", ".pdf")
+    pdf = out / TEX.replace(".tex", ".pdf")
+    os.utime(pdf)  # up to date with this build even when latexmk found the .tex unchanged
+    return pdf
 
 
 def main(argv=None) -> None:
