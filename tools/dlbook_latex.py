@@ -45,15 +45,28 @@ PREAMBLE = r"""
 % --- end tools/dlbook_latex.py -----------------------------------------------------------
 """
 
+FONTS = r"""
+\setmainfont{FreeSerif}[Extension=.otf, UprightFont=*, ItalicFont=*Italic, BoldFont=*Bold,
+  BoldItalicFont=*BoldItalic]
+\setsansfont{FreeSans}[Extension=.otf, UprightFont=*, ItalicFont=*Oblique, BoldFont=*Bold,
+  BoldItalicFont=*BoldOblique]
+\setmonofont{DejaVu Sans Mono}[Scale=0.85]
+"""
+
 LATEX_ELEMENTS = {
     "papersize": "a4paper",
     "pointsize": "10pt",
     # one-sided, chapters open on any page: no blank pages in a PDF read on screen
     "extraclassoptions": "openany,oneside",
     # wrap every code and output line at the text width (break anywhere if it has no space)
+    # wrap every code and output line at the text width: at a space or punctuation where one is
+    # near the end, else anywhere (no character may stick out: maxoverfull=0)
     "sphinxsetup": ("verbatimwrapslines=true, verbatimforcewraps=true, verbatimmaxoverfull=0, "
-                    "verbatimmaxunderfull=0, verbatimhintsturnover=false, hmargin={2.2cm,2.2cm}, "
-                    "vmargin={2.5cm,2.5cm}"),
+                    "verbatimhintsturnover=false, hmargin={2.2cm,2.2cm}, vmargin={2.5cm,2.5cm}"),
+    # Sphinx's XeLaTeX fonts (FreeFont), but a narrower monospace: DejaVu Sans Mono at 85 %
+    # fits about 100 characters of code in the text width (FreeMono: 87), so the library's
+    # source wraps less often
+    "fontpkg": FONTS,
     "printindex": "",
     "makeindex": "",
     "fncychap": r"\usepackage[Sonny]{fncychap}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the TeX toolchain for the book's PDF (`make pdf`, tests/test_pdf.py) when it is missing:
 # XeLaTeX, latexmk, the LaTeX packages Sphinx's LaTeX writer and sphinx-jupyterbook-latex load, the
-# FreeFont OpenType fonts Sphinx sets for XeLaTeX, and poppler-utils (pdftotext, pdfinfo, pdfimages,
+# FreeFont OpenType fonts Sphinx sets for XeLaTeX, DejaVu Sans Mono for code, and poppler-utils (pdftotext, pdfinfo, pdfimages,
 # pdftoppm) for the tests. Only Debian packages, no TeX Live network installer. Needs root (or sudo).
 set -euo pipefail
 need="xelatex latexmk kpsewhich pdftotext pdfinfo pdfimages pdftoppm"
@@ -9,7 +9,7 @@ missing=0
 for c in $need; do command -v "$c" >/dev/null 2>&1 || missing=1; done
 # fncychap, tabulary, needspace, fvextra, ... come with texlive-latex-extra
 if [ "$missing" = 0 ] && kpsewhich fncychap.sty fvextra.sty >/dev/null 2>&1 \
-   && fc-list 2>/dev/null | grep -q FreeSerif; then
+   && fc-list 2>/dev/null | grep -q FreeSerif && fc-list 2>/dev/null | grep -q "DejaVu Sans Mono"; then
     exit 0
 fi
 SUDO=""
