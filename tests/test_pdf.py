@@ -97,8 +97,14 @@ def _squash(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def pdf_pages() -> tuple[str, ...]:
-    """The text of each page (pdftotext, reading order)."""
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(PDF), "-"], check=True, capture_output=True,
+    """The text of each page's text block, in reading order (pdftotext; running head and foot cut off,
+    so that a sentence across a page break reads on)."""
+    info = subprocess.run(["pdfinfo", str(PDF)], check=True, capture_output=True, text=True).stdout
+    page_h = float(re.search(r"^Page size:\s+[\d.]+ x ([\d.]+) pts", info, re.M).group(1))
+    top = margins_cm(vertical=True)[0] * PT_PER_CM - 12  # the head sits 27 pt above the text block
+    height = page_h - 2 * top
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", "-x", "0", "-y", f"{top:.0f}", "-W", "1000",
+                          "-H", f"{height:.0f}", str(PDF), "-"], check=True, capture_output=True,
                          text=True).stdout
     return tuple(out.split("\f"))
 
@@ -156,11 +162,12 @@ def words_past_margin(bbox_html: str, left_cm: float, right_cm: float,
     return out
 
 
-def margins_cm() -> tuple[float, float]:
-    """The left and right margins the PDF is set with (tools/dlbook_latex.py's sphinxsetup)."""
+def margins_cm(vertical: bool = False) -> tuple[float, float]:
+    """The left and right (top and bottom) margins the PDF is set with (tools/dlbook_latex.py's sphinxsetup)."""
     import dlbook_latex
 
-    m = re.search(r"hmargin=\{([\d.]+)cm,([\d.]+)cm\}", dlbook_latex.LATEX_ELEMENTS["sphinxsetup"])
+    key = "vmargin" if vertical else "hmargin"
+    m = re.search(key + r"=\{([\d.]+)cm,([\d.]+)cm\}", dlbook_latex.LATEX_ELEMENTS["sphinxsetup"])
     return float(m.group(1)), float(m.group(2))
 
 
