@@ -5,7 +5,8 @@ contents' captions into parts and drops hidden cells; this extension, run after 
 look like the site's book:
 
 1. Sphinx's own `manual` class instead of sphinx-jupyterbook-latex's `jupyterBook` class (which needs
-   `bbm` from texlive-fonts-extra, a 1 GB Debian package, and sets a 17.5 cm text width on letter paper).
+   `bbm` from texlive-fonts-extra, 509 MB to download and 1.4 GB installed, and sets a 17.5 cm
+   text width on letter paper).
 2. Chapter numbers are the site's: a numbered chapter gets its number from the table of contents as
    tools/dlbook_sphinx.py renumbered it (chapters/06_x.md is chapter 6); unnumbered pages ("How to
    use this book", the back matter) are unnumbered chapters, still listed in the contents.
@@ -13,8 +14,10 @@ look like the site's book:
    Figures, equations and exercises are numbered per chapter (Fig. 6.1, Eq. 6.1, Exercise 6.1),
    as on the site.
 3. Code and printed output wrap at the text width (Sphinx's `verbatimforcewraps`): nothing is cut.
-4. What a PDF cannot show is dropped or replaced by one short line: interactive widgets, HTML-only
-   outputs, the launch and download buttons, collapsed ("hide-input") cell sources.
+4. What a PDF cannot show does not reach the LaTeX: the launch and download buttons belong to the
+   HTML theme; MyST-NB renders each output in a form LaTeX can show (image, LaTeX, Markdown, then
+   text: a pandas table prints as its text); sphinx-jupyterbook-latex drops collapsed
+   (hide-input/-output/-cell) parts. tests/test_pdf.py checks that no raw markup is left.
 5. No index (the book has none), so no xindy.
 """
 
