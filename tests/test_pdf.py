@@ -354,3 +354,18 @@ def test_no_word_past_the_text_width():
     widths = [float(x) for x in re.findall(r'xMax="([\d.]+)"', bbox)]
     page_w = float(re.search(r'<page width="([\d.]+)"', bbox).group(1))
     assert max(widths) > page_w - right * PT_PER_CM - 3, "no text reaches the right margin: wrong margins?"
+
+
+@pytest.mark.slow
+def test_pdf_build_refuses_to_execute(monkeypatch):
+    """`make pdf` never executes a chapter: it refuses when one lacks a cache record made with today's library."""
+    import build_pdf
+    import libdeps
+
+    if not (ROOT / "_build" / ".jupyter_cache").exists():
+        pytest.skip("the book has not been built (make test builds it first)")
+    assert build_pdf.uncached_chapters(ROOT) == [], "run `make book`: chapters missing from the cache"
+    monkeypatch.setattr(libdeps, "chapter_key", lambda path, root: "a library edited since")
+    assert len(build_pdf.uncached_chapters(ROOT)) == len(numbered_chapters())
+    with pytest.raises(SystemExit, match="make book"):
+        build_pdf.main([str(ROOT)])
