@@ -13,7 +13,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 # the library of this checkout wins over any installed copy (worktrees share one .venv)
 export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: book test test-fast bench sync clean
+.PHONY: book test test-fast bench sync clean pdf
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: $(VENV)/.installed
 	$(BIN)/python tools/build_book.py --jobs $(JOBS)
 
+# the whole book as one PDF, _build/latex/book.pdf: Sphinx's LaTeX builder and XeLaTeX from the
+# executed cache of `make book` (run it first; nothing executes again: tools/build_pdf.py refuses a
+# chapter missing from the cache); TeX from Debian's packages (tools/install_tex.sh)
+pdf: $(VENV)/.installed
+	bash tools/install_tex.sh
+	$(BIN)/python tools/build_pdf.py
+
 NBVAL := -n $(JOBS) --dist loadfile --nbval-cell-timeout=300
 
 # everything CI checks; the book build is a no-op when nothing changed
-test: book
+test: book pdf
 	bash tools/install_browser.sh
 	$(BIN)/python -m pytest -n $(JOBS) tests
 	# re-executing each published notebook reproduces its text outputs (figures excepted), in the
