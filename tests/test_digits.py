@@ -1,13 +1,11 @@
-"""dlbook.digits: pooled digits, label noise, the stacked MLP; and the optimizer and schedule claims over seeds."""
+"""dlbook.digits: pooled digits, label noise, the stacked MLP, the error windows (the chapters' comparisons
+over seeds are registered claims: tests/claims/ch03.py, ch04.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 from dlbook import digits as G
-from dlbook.data import mnist
-from dlbook.results import compare
-from dlbook.train import TrainConfig
 
 
 def test_pooled_is_the_mean_of_each_block():
@@ -87,98 +85,3 @@ def test_error_around():
     np.testing.assert_allclose(after, 0.2)
     with pytest.raises(ValueError, match="at=90"):
         G.error_around(steps, errors, at=90, width=3)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = mnist()
-    return G.pooled(d.x_train), d.y_train, G.pooled(d.x_test), d.y_test
-
-
-def final_train_loss(digits, optimizer, lr, seeds=range(10)):
-    x, y, xt, yt = digits
-    cfg = TrainConfig(steps=300, batch_size=64, optimizer=optimizer, lr=lr, eval_every=300)
-    return G.train_mlps(x, y, cfg=cfg, seeds=seeds, hidden=32)["train_loss"][:, -1]
-
-
-def test_tuned_optimizers_rank_as_the_chapter_says(digits):
-    """Chapter 3, at its full (cheap) scale: each optimizer at its best learning rate of the grid."""
-    sgd, mom = final_train_loss(digits, "sgd", 1.0), final_train_loss(digits, "momentum", 0.3)
-    nest, adam = final_train_loss(digits, "nesterov", 0.3), final_train_loss(digits, "adam", 0.03)
-    assert compare(sgd, mom).exceeds(2)     # momentum lower than SGD
-    assert compare(mom, nest).exceeds(2)    # Nesterov lower than momentum
-    assert compare(mom, adam).exceeds(2)    # Adam lower than momentum
-    c = compare(adam, nest)
-    assert abs(c.diff) < 2 * c.se           # Adam and Nesterov: no difference at this spread
-    # at the shared rate 0.1 the order of momentum and Adam reverses
-    assert compare(final_train_loss(digits, "adam", 0.1), final_train_loss(digits, "momentum", 0.1)).exceeds(2)
-
-
-# ---- chapter 4: schedules and early stopping, at the chapter's scale (each run takes seconds) ----
-
-@pytest.fixture(scope="module")
-def split_digits():
-    d = mnist()
-    x, y, xv, yv = G.split(G.pooled(d.x_train), d.y_train, n_val=1000, seed=0)
-    return x, y, xv, yv, G.pooled(d.x_test), d.y_test
-
-
-def schedule_run(data, schedule, steps=900):
-    x, y, xv, yv, _, _ = data
-    cfg = TrainConfig(steps=steps, batch_size=32, optimizer="momentum", lr=0.3, schedule=schedule, eval_every=20)
-    return G.train_mlps(x, y, cfg=cfg, seeds=range(10), hidden=32, x_val=xv, y_val=yv)
-
-
-def test_error_drops_at_the_first_decay_and_the_second_decay_costs(split_digits):
-    from dlbook.optim import Schedule
-
-    const = schedule_run(split_digits, Schedule(), steps=400)
-    step = schedule_run(split_digits, Schedule(kind="step", milestones=(300, 600)))
-    once = schedule_run(split_digits, Schedule(kind="step", milestones=(300,)))
-    b, a = G.error_around(step["step"], 1 - step["train_acc"], 300, width=3)
-    cb, ca = G.error_around(const["step"], 1 - const["train_acc"], 300, width=3)
-    assert compare(b - a, cb - ca, paired=True).exceeds(2)
-    # keeping the rate after step 600 ends lower than the second decay
-    assert compare(1 - step["train_acc"][:, -1], 1 - once["train_acc"][:, -1], paired=True).exceeds(2)
-
-
-def test_error_drops_at_the_first_plateau_cut(split_digits):
-    from dlbook.optim import Schedule
-    from dlbook.train import fit
-
-    x, y, xv, yv, _, _ = split_digits
-    cfg = TrainConfig(steps=900, batch_size=32, optimizer="momentum", lr=0.3, eval_every=20,
-                      schedule=Schedule(kind="plateau", patience=3, threshold=0.01))
-    before, after = [], []
-    for s in range(5):
-        h = fit(G.make_mlp(inputs=196, hidden=32, seed=s), x, y, cfg=cfg, seed=s, device="cpu", x_val=xv, y_val=yv)
-        st = np.array(h["step"])
-        cut = G.lr_cuts(st, h["lr"])[0]
-        b, a = G.error_around(st, 1 - np.array(h["train_acc"])[None], int(cut), width=3)
-        before.append(b[0])
-        after.append(a[0])
-    assert compare(before, after, paired=True).exceeds(2)
-
-
-def test_label_noise_overfits_and_early_stopping_helps(split_digits):
-    import dataclasses
-
-    from dlbook.metrics import evaluate
-    from dlbook.train import fit
-
-    x, y, xv, yv, xt, yt = split_digits
-    xn, yn = x[:1000], G.noisy_labels(y[:1000], fraction=0.4, seed=1)[0]
-    yvn = G.noisy_labels(yv, fraction=0.4, seed=2)[0]
-    cfg = TrainConfig(steps=1000, batch_size=50, optimizer="adam", lr=3e-3, eval_every=20)
-    over = G.train_mlps(xn, yn, cfg=cfg, seeds=range(10), hidden=128, x_val=xv, y_val=yvn)
-    val_err = 1 - over["val_acc"]
-    assert compare(val_err[:, -1], val_err.min(1), paired=True).exceeds(2)       # validation error rises
-    assert (1 - over["train_acc"][:, -1]).mean() < 0.25                         # most noisy labels memorized
-    final = [evaluate(m, xt, yt, device="cpu")[1] for m in over["models"]]
-    stopped = []
-    for s in range(10):
-        m = G.make_mlp(inputs=196, hidden=128, seed=s)
-        h = fit(m, xn, yn, cfg=dataclasses.replace(cfg, patience=5), seed=s, device="cpu", x_val=xv, y_val=yvn)
-        assert evaluate(m, xv, yvn, device="cpu")[0] == pytest.approx(min(h["val_loss"]), abs=1e-6)  # restored
-        stopped.append(evaluate(m, xt, yt, device="cpu")[1])
-    assert compare(stopped, final, paired=True).exceeds(2)

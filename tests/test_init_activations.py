@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 
 import dlbook.init_activations as ia
-from dlbook.results import compare
 from dlbook.train import TrainConfig, fit
 
 CPU = torch.device("cpu")
@@ -114,22 +113,6 @@ def test_zero_init_relu_never_learns_and_sigmoid_stays_symmetric():
     assert w.abs().max() > 0  # it did learn something
 
 
-def _fit_four(steps):
-    x, y = ia.moons(200, seed=0)
-    cfg = TrainConfig(steps=steps, batch_size=len(y), lr=1.0)
-    out = {}
-    for act in ("relu", "sigmoid"):
-        models = [ia.mlp(activation=act, seed=s) for s in SEEDS]
-        out[act] = ia.fit_seeds(models, x, y, cfg=cfg, seeds=SEEDS, device=CPU)["train_loss"][:, -1]
-    return out
-
-
-def test_relu_reaches_lower_loss_than_sigmoid_in_the_same_budget():
-    loss = _fit_four(200)
-    c = compare(loss["sigmoid"], loss["relu"])
-    assert c.exceeds(2), c
-
-
 @pytest.fixture(scope="module")
 def dead_rows():
     x, y = ia.moons(200, seed=0)
@@ -137,17 +120,10 @@ def dead_rows():
     return x, y, rows
 
 
-def _col(rows, col):
-    return np.array([r[col] for r in rows], dtype=float)
-
-
-def test_large_steps_kill_units_not_the_order(dead_rows):
+def test_dead_counts_never_fall_along_the_ordered_stream(dead_rows):
+    """A dead first-layer unit stays dead under plain SGD (the chapter's comparisons of step size
+    and order are registered claims, tests/claims/ch01.py)."""
     _, _, rows = dead_rows
-    c_lr = compare(_col(rows[1.0], "dead, shuffled"), _col(rows[0.1], "dead, shuffled"))
-    c_order = compare(_col(rows[1.0], "dead, shuffled"), _col(rows[1.0], "dead, ordered"))
-    c_acc = compare(_col(rows[0.1], "acc, shuffled"), _col(rows[0.1], "acc, ordered"))
-    assert c_lr.exceeds(2) and c_order.exceeds(2) and c_acc.exceeds(2), (c_lr, c_order, c_acc)
-    # a dead first-layer unit stays dead: the counts never fall along the ordered stream
     for r in rows[1.0]:
         assert r["dead at init"] <= r["dead after class 0"] <= r["dead, ordered"]
 

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 import dlbook.sgd as sgd
-from dlbook.results import compare
 from dlbook.train import TrainConfig, batch_indices, fit
 
 CPU = torch.device("cpu")
@@ -119,56 +118,83 @@ def test_bad_arguments_raise():
         sgd.at_step(h, "train_loss", 7)
 
 
-@pytest.fixture(scope="module")
-def mnist14():
-    from dlbook.data import mnist
+# ---- the noise floor and the stability edge of batch-1 SGD on least squares ----
 
-    d = mnist(n_train=4000, n_test=1000, seed=0)
-    return F.avg_pool2d(d.x_train, 2), d.y_train
-
-
-def _model(seed):
-    return sgd.softmax_regression(n_in=196, seed=seed)
+def _two_directions():
+    """x = +1, +1, -1, -1 with targets 1, -1, 1, -1: the minimum is w = b = 0 with residuals +-1,
+    and the design rows (+-1, 1) are orthogonal with |a|^2 = 2, so the second-moment map has
+    eigenvalues (1 + (1 - 4 lr)^2) / 2 and 1 - 4 lr: mean-square stable exactly for lr < 1/2."""
+    x = torch.tensor([[1.0], [1.0], [-1.0], [-1.0]], dtype=torch.float64)
+    return x, torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
 
 
-def _loss(x, y, *, batch, lr, steps, at, schedule=None):
-    kw = {} if schedule is None else {"schedule": schedule}
-    cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, eval_every=int(np.gcd.reduce(at)), **kw)
-    h, _ = sgd.fit_seeds(_model, x, y, cfg=cfg, seeds=SEEDS, device=CPU)
-    return {s: sgd.at_step(h, "train_loss", s) for s in at}
+def test_stability_edge_against_the_closed_form():
+    x, _ = _two_directions()
+    assert sgd.stability_edge(x) == pytest.approx(0.5, abs=1e-9)
 
 
-def test_the_ranking_of_batch_sizes_depends_on_the_budget(mnist14):
-    x, y = mnist14
-    small = _loss(x, y, batch=50, lr=3.0, steps=400, at=[20, 400])
-    full = _loss(x, y, batch=4000, lr=3.0, steps=20, at=[5, 20])
-    c_epochs = compare(full[5], small[400])      # 5 epochs each: the small batch wins
-    c_steps = compare(small[20], full[20])       # 20 steps each: the full batch wins
-    assert c_epochs.exceeds(2) and c_steps.exceeds(2), (c_epochs, c_steps)
+def _simulated_floor(x, y, lr, *, chains=400, steps=4000, burn=1000, seed=0):
+    """Plain numpy batch-1 SGD, examples drawn with replacement: the mean excess MSE over steps
+    after `burn` for each independent chain, (chains,)."""
+    rng = np.random.default_rng(seed)
+    a = np.hstack([x.numpy(), np.ones((len(x), 1))])
+    yy = y.numpy()
+    coef, *_ = np.linalg.lstsq(a, yy, rcond=None)
+    s = a.T @ a / len(a)
+    w = np.tile(coef, (chains, 1)) + rng.standard_normal((chains, a.shape[1]))
+    total = np.zeros(chains)
+    for t in range(steps):
+        i = rng.integers(len(a), size=chains)
+        r = np.einsum("kj,kj->k", a[i], w) - yy[i]
+        w -= 2 * lr * r[:, None] * a[i]
+        if t >= burn:
+            e = w - coef
+            total += np.einsum("kj,jl,kl->k", e, s, e)
+    return total / (steps - burn)
 
 
-def test_linear_scaling_holds_then_breaks(mnist14):
-    x, y = mnist14
-
-    def final(batch, lr):
-        steps = sgd.epoch_steps(4000, batch, 2)
-        return _loss(x, y, batch=batch, lr=lr, steps=steps, at=[steps])[steps]
-
-    base, scaled200, fixed200, scaled1600 = final(50, 1.0), final(200, 4.0), final(200, 1.0), final(1600, 32.0)
-    assert compare(fixed200, scaled200).exceeds(2)        # scaling beats the fixed step size
-    assert compare(scaled1600, base).exceeds(2)           # ... until it breaks
-    assert scaled1600.mean() > np.log(10)
+@pytest.mark.parametrize("lr", [0.05, 0.15])
+def test_noise_floor_against_a_simulation(lr):
+    x, y = sgd.regression_data(16, 1, seed=3)
+    exact = sgd.noise_floor(x, y, lr=lr)["exact"]
+    sim = _simulated_floor(x, y, lr)
+    se = sim.std(ddof=1) / np.sqrt(len(sim))  # chains are independent: Monte Carlo error of the mean
+    assert abs(sim.mean() - exact) < 4 * se, (sim.mean(), exact, se)
 
 
-def test_robbins_monro_schedule_beats_both_violations():
-    x, y = sgd.regression_data(256, 2, seed=0)
-    _, mse_min = sgd.least_squares(x, y)
-    excess = {}
-    for power in (0, 1, 2):
-        cfg = TrainConfig(steps=1024, batch_size=1, lr=0.1, loss="mse",
-                          schedule=sgd.decay_schedule(power=power, total=1024, start=8))
-        h, _ = sgd.fit_seeds(lambda seed: sgd.linear_regression(d=2, seed=seed), x, y, cfg=cfg,
-                             seeds=SEEDS, device=CPU)
-        excess[power] = h["train_loss"][:, -1] - mse_min
-    assert np.all(excess[1] > -1e-12)  # nothing beats the closed-form minimum
-    assert compare(excess[0], excess[1]).exceeds(2) and compare(excess[2], excess[1]).exceeds(2)
+def test_noise_floor_check_fails_for_the_small_step_formula():
+    """The first-order formula is off by O(lr): at lr = 0.15 the simulation tells it apart."""
+    x, y = sgd.regression_data(16, 1, seed=3)
+    small = sgd.noise_floor(x, y, lr=0.15)["small_lr"]
+    sim = _simulated_floor(x, y, 0.15)
+    se = sim.std(ddof=1) / np.sqrt(len(sim))
+    assert abs(sim.mean() - small) > 4 * se
+
+
+def test_small_step_formula_is_the_first_order_limit():
+    """exact / small - 1 = O(lr): halving lr halves the relative gap (to within its O(lr^2) term)."""
+    x, y = sgd.regression_data(64, 2, seed=0)
+    gaps = []
+    for lr in (0.004, 0.002, 0.001):
+        f = sgd.noise_floor(x, y, lr=lr)
+        gaps.append(f["exact"] / f["small_lr"] - 1)
+    assert gaps[0] > 0
+    assert gaps[1] / gaps[0] == pytest.approx(0.5, abs=0.02)
+    assert gaps[2] / gaps[1] == pytest.approx(0.5, abs=0.01)
+
+
+def test_noise_floor_is_infinite_past_the_edge():
+    x, y = _two_directions()
+    assert sgd.noise_floor(x, y, lr=0.49)["exact"] < float("inf")
+    assert sgd.noise_floor(x, y, lr=0.51)["exact"] == float("inf")
+
+
+def test_window_means_against_a_plain_loop():
+    v = np.arange(24.0).reshape(2, 12) ** 1.5
+    out = sgd.window_means(v, windows=3)
+    ref = [[np.mean(v[k, 4 * j:4 * j + 4]) for j in range(3)] for k in range(2)]
+    np.testing.assert_allclose(out, ref)
+    with pytest.raises(ValueError, match="windows"):
+        sgd.window_means(v, windows=5)
+    with pytest.raises(ValueError, match="lr"):
+        sgd.noise_floor(*_two_directions(), lr=0.0)

@@ -122,7 +122,8 @@ class Schedule:
     kind "constant": no decay; "step": times `gamma` at each of `milestones` (steps);
     "cosine": half a cosine from 1 to `floor` over `total` steps; "plateau": times `gamma` each
     time the validation loss has not improved by `threshold` (relative) for `patience`
-    evaluations (`fit` counts these cuts). `warmup` > 0 ramps linearly from lr / warmup.
+    evaluations (`fit` counts these cuts), never below `min_factor` (PyTorch's `min_lr` / lr:
+    once there, no more cuts are counted). `warmup` > 0 ramps linearly from lr / warmup.
     """
 
     kind: str = "constant"
@@ -133,6 +134,7 @@ class Schedule:
     patience: int = 3
     threshold: float = 1e-3
     warmup: int = 0
+    min_factor: float = 0.0
 
     def __post_init__(self):
         checks.choice("kind", self.kind, SCHEDULES)
@@ -141,6 +143,7 @@ class Schedule:
         checks.positive_int("patience", self.patience)
         checks.nonnegative("threshold", self.threshold)
         checks.probability("floor", self.floor)
+        checks.probability("min_factor", self.min_factor)
         if not isinstance(self.milestones, tuple):
             raise TypeError(f"milestones must be a tuple of ints, got {type(self.milestones).__name__}")
         for i, m in enumerate(self.milestones):
@@ -161,7 +164,7 @@ class Schedule:
             t = min(step - 1, self.total) / self.total
             f *= self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
         elif self.kind == "plateau":
-            f *= self.gamma ** cuts
+            f *= max(self.gamma ** cuts, self.min_factor)
         return f
 
 
@@ -170,6 +173,7 @@ class Plateau:
 
     def __init__(self, schedule: Schedule):
         self.patience, self.threshold = schedule.patience, schedule.threshold
+        self.gamma, self.min_factor = schedule.gamma, schedule.min_factor
         self.best, self.bad, self.cuts = math.inf, 0, 0
 
     def observe(self, loss: float) -> int:
@@ -178,6 +182,6 @@ class Plateau:
             self.best, self.bad = loss, 0
         else:
             self.bad += 1
-            if self.bad >= self.patience:
+            if self.bad >= self.patience and self.gamma ** self.cuts > self.min_factor * (1 + 1e-9):
                 self.cuts, self.bad = self.cuts + 1, 0
         return self.cuts

@@ -151,3 +151,71 @@ def at_step(hist: dict, key: str, step: int) -> np.ndarray:
     if step not in steps:
         raise ValueError(f"step {step} was not evaluated (evaluated: {steps[:5]}...)")
     return np.asarray(hist[key])[:, steps.index(step)]
+
+
+def _design(x: torch.Tensor) -> np.ndarray:
+    """Rows (x, 1) of the least-squares design matrix: (n, d + 1) float64."""
+    return np.hstack([x.double().cpu().numpy().reshape(len(x), -1), np.ones((len(x), 1))])
+
+
+def _second_moment_map(a: np.ndarray, lr: float) -> np.ndarray:
+    """E_i[(I - 2 lr a_i a_i^T) kron (I - 2 lr a_i a_i^T)]: how E[e e^T] maps in one batch-1 step, (p^2, p^2)."""
+    p = a.shape[1]
+    out = np.zeros((p * p, p * p))
+    for row in a:
+        m = np.eye(p) - 2 * lr * np.outer(row, row)
+        out += np.kron(m, m)
+    return out / len(a)
+
+
+def noise_floor(x: torch.Tensor, y: torch.Tensor, *, lr: float) -> dict:
+    """Stationary excess MSE of batch-1 SGD on least squares (examples drawn uniformly with replacement).
+
+    With e = w - w*, r_i the residuals at w* and a_i = (x_i, 1), one step is
+    e <- (I - 2 lr a a^T) e + 2 lr a r, so M = E[e e^T] solves M = T(M) + 4 lr^2 E[r^2 a a^T]
+    ("exact"; the excess loss is tr(E[a a^T] M)). For small lr, H M + M H = lr Sigma with the Hessian
+    H = 2 E[a a^T] and the gradient-noise covariance Sigma = 4 E[r^2 a a^T], so the excess is
+    tr(H M) / 2 = lr tr(Sigma) / 4 = lr E[r^2 |a|^2] ("small_lr"). Returns both (inf when unstable).
+    """
+    lr = checks.positive("lr", lr)
+    checks.same_length(x=x, y=y)
+    a = _design(x)
+    coef, _ = least_squares(x, y)
+    r = a @ coef - y.double().cpu().numpy()
+    p = a.shape[1]
+    t = _second_moment_map(a, lr)
+    q = 4 * lr ** 2 * (a.T * r ** 2) @ a / len(a)
+    small = float(lr * np.mean(r ** 2 * (a ** 2).sum(1)))
+    if np.max(np.abs(np.linalg.eigvals(t))) >= 1:
+        return {"small_lr": small, "exact": float("inf")}
+    m = np.linalg.solve(np.eye(p * p) - t, q.reshape(-1)).reshape(p, p)
+    return {"small_lr": small, "exact": float(np.trace(a.T @ a / len(a) @ m))}
+
+
+def stability_edge(x: torch.Tensor, *, hi: float = 10.0) -> float:
+    """Largest step size at which batch-1 SGD on least squares is mean-square stable (bisection).
+
+    The second moment E[e e^T] of the error maps linearly per step (`noise_floor`); it stays bounded
+    while the map's spectral radius is below 1.
+    """
+    checks.positive("hi", hi)
+    a = _design(x)
+
+    def radius(lr):
+        return np.max(np.abs(np.linalg.eigvals(_second_moment_map(a, lr))))
+
+    lo = 0.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if radius(mid) < 1 else (lo, mid)
+    return lo
+
+
+def window_means(values, *, windows: int) -> np.ndarray:
+    """Means of `values` (seeds, evaluations) over `windows` equal consecutive blocks: (seeds, windows)."""
+    v = np.asarray(values, dtype=float)
+    checks.positive_int("windows", windows)
+    if v.ndim != 2 or v.shape[1] % windows:
+        raise ValueError(f"values must be (seeds, evaluations) with evaluations divisible by windows={windows}, "
+                         f"got shape {v.shape}")
+    return v.reshape(v.shape[0], windows, -1).mean(2)
