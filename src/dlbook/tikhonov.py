@@ -68,9 +68,10 @@ def dropout_gamma(X, *, rate: float) -> np.ndarray:
 def dropout_solution(X, y, *, rate: float) -> np.ndarray:
     """argmin of the dropout objective: the weights as trained, before rescaling, shape (d,)."""
     X, y = _data(X, y)
-    q = 1 - checks.probability("rate", rate)  # keep probability
+    keep = 1 - checks.probability("rate", rate)  # keep probability 1 - p
     G = np.diag(column_norms(X) ** 2)
-    return np.linalg.solve(q**2 * X.T @ X + q * (1 - q) * G, q * X.T @ y)
+    A = keep**2 * X.T @ X + keep * (1 - keep) * G
+    return np.linalg.solve(A, keep * X.T @ y)
 
 
 def rescale(w_dropout, *, rate: float) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import checks
+from .data import stratified_split
 from .runtime import seeded, torch_generator
 
 IMAGE_PIXELS = 28 * 28
@@ -128,10 +129,11 @@ def mlp(*, inputs: int = IMAGE_PIXELS, hidden: int = 64, batch_norm: bool = Fals
     return seeded(build, seed=seed)
 
 
-def adamw_step(w, grad, m, v, t: int, *, lr: float, wd: float, betas=(0.9, 0.999), eps: float = 1e-8):
-    """One AdamW step written out: decay w by (1 - lr wd), then Adam's step on the data gradient alone.
+def adamw_step(w, grad, m, v, t: int, *, lr: float, wd: float,
+               betas=(0.9, 0.999), eps: float = 1e-8):
+    """One AdamW step: shrink w by 1 - lr wd, then Adam's step on grad.
 
-    Returns (w, m, v) for weights, gradient and moment estimates of one shape.
+    Returns (w, m, v), each of the shape of w; wd = 0 is plain Adam.
     """
     b1, b2 = betas
     w = w * (1 - lr * wd)  # decoupled: the decay never enters m or v
@@ -139,3 +141,38 @@ def adamw_step(w, grad, m, v, t: int, *, lr: float, wd: float, betas=(0.9, 0.999
     v = b2 * v + (1 - b2) * grad**2
     m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
     return w - lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+def holdout(x: torch.Tensor, y: torch.Tensor, *, n_val_per_class: int, seed: int):
+    """(x_fit, y_fit, x_val, y_val): n_val_per_class digits of each class held out, both parts shuffled."""
+    checks.positive_int("n_val_per_class", n_val_per_class)
+    if int(torch.bincount(checks.tensor("y", y)).min()) <= n_val_per_class:
+        raise ValueError(f"n_val_per_class: some class has at most {n_val_per_class} examples")
+    idx = torch.arange(len(y)).numpy()
+    fit_idx, _, val_idx, _ = stratified_split(idx, y.numpy(), n_test_per_class=n_val_per_class, seed=seed)
+    fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
+    return x[fit_idx], y[fit_idx], x[val_idx], y[val_idx]
+
+
+def softmax_accuracy(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy (K,) of K stacked softmax regressions {"1.weight": (K, 10, 784), "1.bias": (K, 10)} on x (N, ...)."""
+    weight, bias = params["1.weight"], params["1.bias"]
+    logits = torch.einsum("nd,kcd->knc", x.flatten(1).to(weight), weight) + bias[:, None]
+    return (logits.argmax(-1) == y.to(weight.device)).double().mean(1)
+
+
+def pixel_gradient_rms(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
+                       batch_size: int) -> torch.Tensor:
+    """Gradient scale per pixel of a softmax regression weight (10, 784), bias (10,), shape (28, 28).
+
+    Root-mean-square over the consecutive minibatches of x (N, 1, 28, 28) of the norm over the
+    classes of the mean cross-entropy gradient of that pixel's weights: X_b^T (softmax - onehot) / B.
+    """
+    checks.positive_int("batch_size", batch_size)
+    xf = checks.tensor("x", x, ndim=4).flatten(1).to(weight)
+    if len(xf) % batch_size:
+        raise ValueError(f"batch_size must divide the {len(xf)} examples, got {batch_size}")
+    err = torch.softmax(xf @ weight.T + bias, dim=1) - nn.functional.one_hot(y, N_CLASSES).to(weight)
+    xb, eb = xf.reshape(-1, batch_size, xf.shape[1]), err.reshape(-1, batch_size, N_CLASSES)
+    grads = torch.einsum("bnd,bnc->bdc", xb, eb) / batch_size  # (batches, 784, 10)
+    return grads.norm(dim=-1).pow(2).mean(0).sqrt().reshape(28, 28)
