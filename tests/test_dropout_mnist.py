@@ -14,7 +14,6 @@ import torch
 from dlbook import dropout_cnn as C
 from dlbook import dropout_mnist as M
 from dlbook.metrics import param_count
-from dlbook.optim import Schedule
 from dlbook.train import TrainConfig
 
 CPU = torch.device("cpu")
@@ -413,22 +412,25 @@ def test_experiment_functions_run_at_small_scale(digits):
                                       batch_norm=True, cfg=cfg, n_val=100, device=CPU)
     assert len(rows) == 2 * 3 and curves["batch norm"].shape == (2, 2)
     assert len(C.selection_on_validation(rows, grid=(0.0, 0.5))) == 2
+    rows, curves, models = C.cnn_runs(x, y, xt, yt, seeds=(0, 1), grid=(0.3,), cfg=cfg,
+                                      n_val=100, n_fit=60, device=CPU)
+    correct = C.validation_correct(models, x, y, seeds=(0, 1), n_val=100, device=CPU)
+    assert correct.shape == (2, 1, 100) and set(np.unique(correct)) <= {0.0, 1.0}
+    # the accuracy recorded during training is the mean of these answers
+    assert [r["val acc"] for r in rows] == pytest.approx(correct.mean(2)[:, 0].tolist())
 
 
 def test_the_narrow_net_fits_a_small_subset_at_the_chapters_settings(digits):
-    """Convergence, at small scale: without dropout the narrow net fits its training images
-    (accuracy >= 0.99) within the chapter's budget, and its training loss has flattened."""
+    """At the chapter's settings (Adam, constant rate 2e-3, batch 128, 2B = 800 steps) the
+    narrow net without dropout fits its training images (accuracy >= 0.99)."""
     x, y = M.stratified_subset(digits.x_train, digits.y_train, n=500, seed=0)
     widths, _ = M.NETS["narrow 60-40"]
-    cfg = TrainConfig(steps=400, batch_size=128, optimizer="adam", lr=4e-3, eval_every=40,
-                      schedule=Schedule(kind="cosine", total=400))
+    cfg = TrainConfig(steps=800, batch_size=128, optimizer="adam", lr=2e-3, eval_every=400)
     rows, curves, _ = M.dense_experiment(x, y, digits.x_test[:200], digits.y_test[:200],
                                          seeds=(0, 1), cfg=cfg, device=CPU,
                                          nets={"narrow": (widths, (0.0, 0.0))})
-    c = curves["narrow", False]
-    assert c["train"][:, -1].min() >= 0.99
-    loss = c["train loss"].mean(0)
-    assert abs(loss[-1] - loss[-3]) < 0.1 * loss[-3]  # flat over the last fifth
+    assert curves["narrow", False]["train"][:, -1].min() >= 0.99
+    assert list(curves["narrow", False]["step"]) == [400, 800]  # B is on the way to 2B
 
 
 def test_stratified_subset_keeps_class_proportions(digits):
