@@ -4,7 +4,7 @@ Operands are glued per-seed lists (`<name>_v`); `_2x` names are the same quantit
 twice the budget (chapter 8 trains both, so these claims are converged in the book's sense).
 """
 
-from claims import AtLeast, Between, Claim, Greater, Monotone, Tie
+from claims import AtLeast, AtMost, Between, Claim, Greater, Monotone, Tie
 
 STEM = "08_dropout_real_data"
 
@@ -152,4 +152,53 @@ CLAIMS += [
                "next smaller one.",
           check=Monotone((v("dense_narrow_drop_2x"), v("dense_wide_drop_2x"),
                           v("dense_deep_drop_2x"))), seeds=5, costly=True, budget="320 steps"),
+]
+
+CNN = "188 steps"  # 12 epochs of 1,000 images; five seeds (a CNN step is costly)
+CLAIMS += [
+    Claim(id="ch08.optimism-grows-as-m-shrinks",
+          text="The winner's optimism grows as the choice is made on fewer validation images "
+               "(500, 200, 100, 50).",
+          check=Monotone((v("opt_m500"), v("opt_m200"), v("opt_m100"), v("opt_m50"))),
+          seeds=5, costly=True, budget=CNN),
+    Claim(id="ch08.optimism-grows-with-candidates",
+          text="With the choice made on 100 images, the optimism grows with the number of "
+               "candidates (1, 2, 3, 6).",
+          check=Monotone((v("opt_k1"), v("opt_k2"), v("opt_k3"), v("opt_k6"))), seeds=5,
+          costly=True, budget=CNN),
+]
+
+CLAIMS += [
+    Claim(id="ch08.cnn-light-dropout-helps",
+          text="The rate best on validation (p = 0.1) has a higher test accuracy than the CNN "
+               "without dropout.",
+          check=Greater(v("cnn_best_test"), v("cnn_p0_test")), seeds=5, costly=True,
+          budget=CNN),
+    Claim(id="ch08.cnn-dropout-narrows-gap",
+          text="Dropout 0.3 narrows the gap between training and validation accuracy.",
+          check=Greater(v("cnn_p0_gap"), v("cnn_p3_gap")), seeds=5, costly=True, budget=CNN),
+    Claim(id="ch08.cnn-heavy-dropout-hurts",
+          text="From p = 0.3 on, each larger rate lowers test accuracy.",
+          check=Monotone((v("cnn_p3_test"), v("cnn_p5_test"), v("cnn_p7_test"),
+                          v("cnn_p9_test")), increasing=False), seeds=5, costly=True,
+          budget=CNN),
+    Claim(id="ch08.cnn-p9-underfits",
+          text="At p = 0.9 the CNN does not fit its training set (training accuracy below 0.9).",
+          check=AtMost(v("cnn_p9_train"), 0.9), seeds=5, budget=CNN),
+    Claim(id="ch08.cnn-bn-most-accurate",
+          text="Batch norm has a higher test accuracy than the best dropout rate.",
+          check=Greater(v("cnn_bn_test"), v("cnn_best_test")), seeds=5, costly=True,
+          budget=CNN),
+    Claim(id="ch08.cnn-bn-fits",
+          text="Batch norm fits its training images completely.",
+          check=AtLeast(v("cnn_bn_train"), 0.999), seeds=5, budget=CNN),
+    Claim(id="ch08.cnn-bn-gap-not-smaller",
+          text="Batch norm's gap between training and validation accuracy is no smaller than "
+               "without it (not resolved by five seeds).",
+          check=Tie(v("cnn_bn_gap"), v("cnn_p0_gap")), seeds=5, costly=True, budget=CNN),
+    Claim(id="ch08.cnn-valtest-unresolved",
+          text="The validation-test differences of batch norm and of the plain CNN are not "
+               "resolved by five seeds.",
+          check=Tie(v("cnn_bn_valtest"), v("cnn_p0_valtest")), seeds=5, costly=True,
+          budget=CNN),
 ]
