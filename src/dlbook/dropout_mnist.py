@@ -1,7 +1,8 @@
-"""Dropout on real digits (chapter 8): a cheat pixel, dense nets, a small CNN, selection.
+"""Dropout on real digits (chapter 8): a cheat pixel, dense nets, the ensemble view.
 
 Models, the cheat pattern, the thinned-ensemble checks and the chapter's experiments (all seeds
-of one shape trained at once with `sweep.fit_stacked`). Images are (N, 1, 28, 28) in [0, 1].
+of one shape trained at once with `sweep.fit_stacked`); the CNN and the choice of its dropout
+rate are in `dropout_cnn`. Images are (N, 1, 28, 28) in [0, 1].
 
 Used by chapters: 8.
 """
@@ -16,7 +17,7 @@ from . import checks
 from .metrics import predictions
 from .runtime import global_seed, numpy_rng, seeded, torch_generator
 from .sweep import fit_stacked
-from .train import TrainConfig, fit
+from .train import TrainConfig
 
 N_CLASSES = 10
 IMAGE_SIDE = 28
@@ -94,7 +95,7 @@ def mlp(*, hidden: int = 64, p_input: float = 0.0, p_hidden: float = 0.0, seed: 
     checks.positive_int("hidden", hidden)
     p_input = checks.probability("p_input", p_input)
     p_hidden = checks.probability("p_hidden", p_hidden)
-    return seeded(lambda: nn.Sequential(
+    return seeded(lambda: StackedNet(
         nn.Flatten(), nn.Dropout(p_input), nn.Linear(IMAGE_SIDE**2, hidden), nn.ReLU(),
         nn.Dropout(p_hidden), nn.Linear(hidden, N_CLASSES)), seed=seed)
 
@@ -114,7 +115,7 @@ def dense_net(widths, drops, *, seed: int) -> nn.Sequential:
             # a Dropout(0) layer is kept so that nets with and without dropout share their shapes
             layers += [nn.Linear(n_in, w), nn.ReLU(), nn.Dropout(p)]
             n_in = w
-        return nn.Sequential(*layers, nn.Linear(n_in, N_CLASSES))
+        return StackedNet(*layers, nn.Linear(n_in, N_CLASSES))
 
     return seeded(build, seed=seed)
 
@@ -132,8 +133,9 @@ def inverted_dropout(h: torch.Tensor, p: float) -> torch.Tensor:
     return h * (torch.rand_like(h) >= p) * (1 / (1 - p)) if p > 0 else h
 
 
-class SmallCNN(nn.Sequential):
-    """nn.Sequential with a stacked forward for `sweep.fit_stacked`."""
+class StackedNet(nn.Sequential):
+    """nn.Sequential (Flatten, Linear, Conv2d, ReLU, Dropout) with a stacked forward for
+    `sweep.fit_stacked`: K copies run with batched products, each with its own masks."""
 
     def stacked_forward(self, params, x):
         """Outputs (K, B, 10) of K models, params {name: (K, ...)}, on x (K, B, 1, 28, 28)."""
@@ -155,25 +157,6 @@ class SmallCNN(nn.Sequential):
             else:
                 raise TypeError(f"stacked_forward: no stacked rule for {type(layer).__name__}")
         return h
-
-
-def small_cnn(*, p: float = 0.0, batch_norm: bool = False, width: int = 8,
-              seed: int):
-    """(N, 1, 28, 28) -> logits (N, 10): two stride-2 convolutions, each
-    followed by [batch norm], ReLU and dropout p; a linear classifier."""
-    p = checks.probability("p", p)
-    checks.positive_int("width", width)
-    checks.boolean("batch_norm", batch_norm)
-
-    def block(c_in, c_out, k):
-        conv = nn.Conv2d(c_in, c_out, k, stride=2, padding=k // 2,
-                         bias=not batch_norm)  # batch norm has a shift
-        norm = [nn.BatchNorm2d(c_out)] * batch_norm
-        return [conv, *norm, nn.ReLU(), nn.Dropout(p)]
-
-    return seeded(lambda: SmallCNN(
-        *block(1, width, 5), *block(width, 2 * width, 3), nn.Flatten(),
-        nn.Linear(2 * width * 7 * 7, N_CLASSES)), seed=seed)
 
 
 def validation_split(x, y, *, n_val: int, seed: int):
@@ -236,24 +219,6 @@ def thinned_ensemble(weight, bias, h, *, p: float):
     return arithmetic, geometric
 
 
-def selection_optimism(correct, *, m: int, n_draws: int, seed: int) -> float:
-    """Mean over n_draws random m-subsets of (subset accuracy - pool accuracy) of the candidate
-    that is best on the subset; `correct` (K candidates, N examples) is 0/1."""
-    correct = np.asarray(correct, dtype=float)
-    if correct.ndim != 2 or not np.isin(correct, (0.0, 1.0)).all():
-        raise ValueError("correct must be a 0/1 array of shape (K candidates, N examples)")
-    checks.integer("m", m, low=1, high=correct.shape[1])
-    checks.positive_int("n_draws", n_draws)
-    rng = numpy_rng(seed)
-    pool = correct.mean(1)
-    gaps = np.empty(n_draws)
-    for i in range(n_draws):
-        sub = correct[:, rng.choice(correct.shape[1], m, replace=False)].mean(1)
-        best = int(np.argmax(sub))  # ties go to the first candidate
-        gaps[i] = sub[best] - pool[best]
-    return float(gaps.mean())
-
-
 # The chapter's experiments: all seeds of one shape trained at once (sweep.fit_stacked).
 
 def _rep(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -269,19 +234,22 @@ def cheat_experiment(x, y, x_test, y_test, *, seeds, cfg: TrainConfig, hidden: i
     """
     seeds = [checks.seed(s) for s in seeds]
     x_flip, shown = conflict_set(x_test, y_test, size=size, seed=2024)
-    train = {"clean": x, "cheat": add_cheat(x, y, size=size)}
+    x_cheat = add_cheat(x, y, size=size)
     drops = {"no dropout": {}, "input dropout": {"p_input": rate},
              "hidden dropout": {"p_hidden": rate}}
     k, rows, curves = len(seeds), [], {}
-    for data_name, x_fit in train.items():
-        for drop_name, kw in drops.items():
-            models = [mlp(hidden=hidden, seed=s, **kw) for s in seeds]
-            # validation labels are the labels the pixel shows: "val_acc" is the follow rate
-            with global_seed(seeds[0], device):  # stacked dropout masks: global generator
-                hist = fit_stacked(models, _rep(x_fit, k), _rep(y, k), cfg=cfg, seeds=seeds,
-                                   device=device, x_val=_rep(x_flip, k), y_val=_rep(shown, k))
-            curves[data_name, drop_name] = hist["val_acc"]
-            for s, m in zip(seeds, models):
+    # clean and cheat runs of one kind of dropout share a shape: one stacked run of 2k nets
+    x_fit = torch.cat([_rep(x, k), _rep(x_cheat, k)])
+    for drop_name, kw in drops.items():
+        models = [mlp(hidden=hidden, seed=s, **kw) for s in seeds + seeds]
+        # validation labels are the labels the pixel shows: "val_acc" is the follow rate
+        with global_seed(seeds[0], device):  # stacked dropout masks: global generator
+            hist = fit_stacked(models, x_fit, _rep(y, 2 * k), cfg=cfg, seeds=seeds + seeds,
+                               device=device, x_val=_rep(x_flip, 2 * k),
+                               y_val=_rep(shown, 2 * k))
+        for j, data_name in enumerate(("clean", "cheat")):
+            curves[data_name, drop_name] = hist["val_acc"][j * k:(j + 1) * k]
+            for s, m in zip(seeds, models[j * k:(j + 1) * k]):
                 rows.append({"training images": data_name, "dropout": drop_name, "seed": s}
                             | reliance(m, x_test, y_test, shown, size=size, device=device))
     return rows, curves | {"step": hist["step"]}
@@ -313,59 +281,3 @@ def dense_experiment(x, y, x_test, y_test, *, seeds, cfg, nets=None, device):
             rows += [{"net": name, "dropout": dropout, "seed": s, "train acc": tr, "test acc": te}
                      for s, tr, te in zip(seeds, hist["train_acc"][:, -1], hist["val_acc"][:, -1])]
     return rows, curves, models
-
-
-def cnn_runs(x, y, x_test, y_test, *, seeds, grid=(), batch_norm: bool = False,
-             cfg: TrainConfig, n_val: int, device):
-    """The small CNN at each drop rate of `grid`, and with batch norm (p = 0) if
-    `batch_norm`, each over `seeds` with a stratified validation split per seed.
-
-    Returns (rows of final train, validation and test accuracy; validation curves
-    {config: (seeds, evaluations)} with "step"; models {config: [one per seed]}).
-    """
-    seeds = [checks.seed(s) for s in seeds]
-    checks.boolean("batch_norm", batch_norm)
-    splits = [validation_split(x, y, n_val=n_val, seed=s) for s in seeds]
-    x_fit, y_fit, x_val, y_val = (torch.stack(t) for t in zip(*splits))
-    rows, curves, models = [], {}, {}
-
-    def record(name, p, ms, train, val):
-        curves[name], models[name] = np.asarray(val), ms
-        for s, m, tr, va in zip(seeds, ms, np.asarray(train)[:, -1], np.asarray(val)[:, -1]):
-            te = (predictions(m, x_test, device=device) == y_test).double().mean().item()
-            rows.append({"model": name, "p": p, "seed": s, "train acc": float(tr),
-                         "val acc": float(va), "test acc": te})
-
-    for p in grid:
-        ms = [small_cnn(p=p, seed=s) for s in seeds]
-        with global_seed(seeds[0], device):  # stacked dropout masks: global generator
-            hist = fit_stacked(ms, x_fit, y_fit, cfg=cfg, seeds=seeds, device=device,
-                               x_val=x_val, y_val=y_val)
-        record(f"p = {p}", p, ms, hist["train_acc"], hist["val_acc"])
-    if batch_norm:  # running statistics are buffers, which fit_stacked does not write back
-        ms = [small_cnn(batch_norm=True, seed=s) for s in seeds]
-        hist = [fit(m, xf, yf, cfg=cfg, seed=s, device=device, x_val=xv, y_val=yv)
-                for m, s, (xf, yf, xv, yv) in zip(ms, seeds, splits)]
-        record("batch norm", 0.0, ms, [h["train_acc"] for h in hist],
-               [h["val_acc"] for h in hist])
-        hist = {"step": hist[0]["step"]}
-    return rows, curves | {"step": np.asarray(hist["step"])}, models
-
-
-def selection_on_validation(rows, *, grid):
-    """Per seed: the rate of `grid` with the best validation accuracy, its
-    validation and test accuracy, and the optimism of the choice."""
-    out = []
-    for s in sorted({r["seed"] for r in rows}):
-        cand = sorted((r for r in rows if r["seed"] == s and r["p"] in grid
-                       and r["model"] != "batch norm"),
-                      key=lambda r: r["p"])
-        best = max(cand, key=lambda r: r["val acc"])  # ties: smaller p
-        gap = best["val acc"] - best["test acc"]
-        # what makes this seed's validation images easier than the
-        # test images affects every candidate: subtract their mean gap
-        shared = np.mean([r["val acc"] - r["test acc"] for r in cand])
-        out.append({"seed": s, "chosen p": best["p"],
-                    "val acc": best["val acc"],
-                    "test acc": best["test acc"], "optimism": gap - shared})
-    return out
