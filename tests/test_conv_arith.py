@@ -8,8 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import BOOK_ROOT, glued
-from dlbook.results import compare
+
 from dlbook.conv_arith import (SHORTCUTS, conv_output_size, conv_params, input_coverage, layer_table, mnist_cnn,
                                module_param_count, plain34, pool_output_size, resnet34_count, same_padding,
                                vgg19_count)
@@ -259,52 +258,3 @@ def test_parameter_check_fails_when_a_count_is_inflated(monkeypatch):
     with pytest.raises(AssertionError):
         test_vgg19_and_resnet34_formulas_match_torchvision_by_kind()
 
-
-# ---------- the budget-matched MNIST runs: verdicts at the chapter's scale, and from the built book ----------
-
-SETTINGS = [(5, 1, 0), (5, 1, 2), (3, 1, 1), (5, 2, 2), (3, 3, 1)]  # (kernel, stride, padding)
-
-
-def check_verdicts(acc):
-    """The chapter's verdicts on per-seed test accuracies {(kernel, stride, padding): (seeds,)}."""
-    # stride 3 (non-overlapping 3x3 patches) is below every other version
-    assert all(compare(acc[kw], acc[3, 3, 1]).exceeds(2) for kw in acc if kw != (3, 3, 1))
-    assert compare(acc[5, 1, 2], acc[3, 1, 1]).exceeds(2)  # kernel 5 above kernel 3 (same padding, stride 1)
-    assert compare(acc[5, 1, 2], acc[5, 2, 2]).exceeds(2)  # stride 2 below stride 1 (kernel 5, padding 2)
-    pad = compare(acc[5, 1, 2], acc[5, 1, 0])  # padding 2 against 0: not resolved
-    assert abs(pad.diff) <= 2 * pad.se
-
-
-@pytest.fixture(scope="module")
-def budget_runs():
-    """The chapter's experiment itself (2,000 images, 100 Adam steps, 5 seeds), about 35 s on one core."""
-    from dlbook.conv_arith import train_variant
-    from dlbook.data import mnist
-
-    data = mnist(n_train=2000, n_test=1000)
-    return {kw: np.array([train_variant(kernel=kw[0], stride=kw[1], padding=kw[2], seed=s, data=data,
-                                        device="cpu")["val_acc"][-1] for s in range(5)])
-            for kw in SETTINGS}
-
-
-def test_budget_matched_verdicts(budget_runs):
-    check_verdicts(budget_runs)
-
-
-def test_verdict_check_fails_when_kernel_three_catches_up(budget_runs):
-    # mutation: kernel 3 given kernel 5's accuracies, and stride 2 given stride 1's
-    for key, like in [((3, 1, 1), (5, 1, 2)), ((5, 2, 2), (5, 1, 2)), ((3, 3, 1), (5, 1, 0))]:
-        with pytest.raises(AssertionError):
-            check_verdicts(budget_runs | {key: budget_runs[like] - 1e-4})
-
-
-def chapter_accuracies(g):
-    return {kw: np.array(g["c09_acc_k{}_s{}_p{}".format(*kw)]) for kw in SETTINGS}
-
-
-def test_chapter_verdicts_from_the_built_book():
-    g = glued("09_conv_arithmetic", BOOK_ROOT)
-    acc = chapter_accuracies(g)
-    assert all(len(v) == g["c09_n_seeds"] == 5 for v in acc.values())
-    check_verdicts(acc)
-    assert g["c09_conv_agree"] == g["c09_grid_conv"] and g["c09_pool_agree"] == g["c09_grid_pool"]

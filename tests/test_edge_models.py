@@ -194,3 +194,41 @@ def test_edge_likeness_is_one_for_the_bank_and_lower_for_random_kernels():
     assert abs(edge_likeness(-edge_kernels(5)[:3]) - 1) < 1e-12  # negatives are in the bank
     w = torch.randn(64, 1, 3, 3, generator=torch_generator(0))
     assert 0 < edge_likeness(w) < 0.8
+
+
+def test_dead_filter_share_counts_filters_off_on_every_image():
+    from dlbook.edge_models import dead_filter_share
+
+    model = make_cnn(seed=0)
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.bias.fill_(1.0)
+        model.conv.bias[:3] = -1.0  # three filters with a negative constant response: dead
+    x = torch.rand(5, 1, 28, 28)
+    assert dead_filter_share(model, x) == 3 / 8
+    with torch.no_grad():
+        model.conv.weight[0, 0, 1, 1] = 2.0  # filter 0 now fires where a pixel exceeds 0.5
+    assert dead_filter_share(model, x) == 2 / 8
+
+
+def test_stripe_contribution_by_hand():
+    """A centre-tap filter on a vertical stripe of width w: the maximum rises by the contrast,
+    the average by the contrast times the share w*26/676 of the 26x26 positions on the stripe."""
+    from dlbook.edge_models import stripe_contribution
+
+    model = make_cnn(seed=0)
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.weight[:, 0, 1, 1] = 1.0
+        model.conv.bias.zero_()
+    b, v, w = 0.3, 0.8, 3
+    x = torch.full((1, 1, 28, 28), b)
+    x[..., 10:10 + w] = v
+    c_max = stripe_contribution(model, x, torch.tensor([b]), pool="max")
+    c_avg = stripe_contribution(model, x, torch.tensor([b]), pool="avg")
+    assert torch.allclose(c_max, torch.full((1, 8), v - b), atol=1e-6)
+    assert torch.allclose(c_avg, torch.full((1, 8), (v - b) * w * 26 / 676), atol=1e-6)
+    with pytest.raises(ValueError, match="background"):
+        stripe_contribution(model, x, torch.tensor([b, b]), pool="max")
+    with pytest.raises(ValueError, match="pool"):
+        stripe_contribution(model, x, torch.tensor([b]), pool="min")

@@ -27,16 +27,21 @@ def _check_image(name: str, x) -> None:
 
 
 def conv2d_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """y[..., i, j] = sum_{h,l} x[..., i+h, j+l] w[h, l]: (..., n1, n2) * (k1, k2) -> (..., n1-k1+1, n2-k2+1)."""
+    """y[..., i, j] = sum_{h,l} x[..., i+h, j+l] w[h, l]:
+    (..., n1, n2) * (k1, k2) -> (..., n1-k1+1, n2-k2+1)."""
     _check_image("x", x)
     if not isinstance(w, torch.Tensor) or w.ndim != 2:
-        raise ValueError(f"w must be a 2-D tensor (k1, k2), got {getattr(w, 'shape', type(w).__name__)}")
+        got = getattr(w, "shape", type(w).__name__)
+        raise ValueError(f"w must be a 2-D tensor (k1, k2), got {got}")
     (n1, n2), (k1, k2) = x.shape[-2:], w.shape
     if not (1 <= k1 <= n1 and 1 <= k2 <= n2):
-        raise ValueError(f"w's shape {tuple(w.shape)} must lie between (1, 1) and the image size {(n1, n2)}")
+        raise ValueError(f"w's shape {tuple(w.shape)} must lie between "
+                         f"(1, 1) and the image size {(n1, n2)}")
     m1, m2 = n1 - k1 + 1, n2 - k2 + 1
-    # one shifted copy of the image per kernel entry: exactly the sum in the definition, no big patch tensor
-    y = torch.zeros(*x.shape[:-2], m1, m2, dtype=torch.result_type(x, w), device=x.device)
+    # one shifted copy of the image per kernel entry: exactly the sum in
+    # the definition, no big patch tensor
+    y = torch.zeros(*x.shape[:-2], m1, m2, device=x.device,
+                    dtype=torch.result_type(x, w))
     for h in range(k1):
         for l in range(k2):
             y = y + w[h, l] * x[..., h:h + m1, l:l + m2]
@@ -44,15 +49,19 @@ def conv2d_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def conv2d_weight_grad(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """dw[..., h, l] = sum_{i,j} dy[..., i, j] x[..., i+h, j+l] (valid correlation of x with dy): (..., n, n), (..., m, m) -> (..., k, k)."""
+    """dw[..., h, l] = sum_{i,j} dy[..., i, j] x[..., i+h, j+l], the valid
+    correlation of x with dy: (..., n, n), (..., m, m) -> (..., k, k)."""
     _check_image("x", x)
     _check_image("dy", dy)
     (n1, n2), (m1, m2) = x.shape[-2:], dy.shape[-2:]
     if not (1 <= m1 <= n1 and 1 <= m2 <= n2):
-        raise ValueError(f"dy's spatial shape {(m1, m2)} must lie between (1, 1) and x's {(n1, n2)}")
+        raise ValueError(f"dy's spatial shape {(m1, m2)} must lie between "
+                         f"(1, 1) and x's {(n1, n2)}")
     k1, k2 = n1 - m1 + 1, n2 - m2 + 1
-    dw = [[(dy * x[..., h:h + m1, l:l + m2]).sum(dim=(-2, -1)) for l in range(k2)] for h in range(k1)]
-    return torch.stack([torch.stack(row, dim=-1) for row in dw], dim=-2)
+    term = lambda h, l: (dy * x[..., h:h + m1, l:l + m2]).sum(dim=(-2, -1))
+    rows = [torch.stack([term(h, l) for l in range(k2)], dim=-1)
+            for h in range(k1)]
+    return torch.stack(rows, dim=-2)
 
 
 def patches(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -82,23 +91,26 @@ def sgd_step(w: torch.Tensor, x: torch.Tensor, dy: torch.Tensor, *, lr: float) -
 
 
 def dw_moments_symbolic():
-    """E[dw_hl] and Var[dw_hl] (sympy) for M = (n-k+1)^2 independent terms x*g with means mu, variances sigma^2."""
+    """E[dw_hl] and Var[dw_hl] (sympy) for M = (n-k+1)^2 independent terms
+    x*g with means mu, variances sigma^2."""
     import sympy as sp
 
     n, k = sp.symbols("n k", integer=True, positive=True)
     sx, sg = sp.symbols("sigma_x sigma_g", positive=True)
     mx, mg = sp.symbols("mu_x mu_g", real=True)
-    M = (n - k + 1) ** 2  # one term x_(i+h, j+l) g_ij per output position (i, j)
+    M = (n - k + 1) ** 2  # one term x_(i+h, j+l) g_ij per output (i, j)
     ex2, eg2 = sx**2 + mx**2, sg**2 + mg**2
     mean = M * mx * mg  # E[x g] = E[x] E[g] by independence
-    # E[dw^2] = sum over pairs of terms (a, b): a = b gives E[x^2] E[g^2] (M pairs); a != b pairs two
-    # different pixels and two different upstream entries, all independent (M(M-1) pairs).
-    # Only first and second moments enter, so the shape of the distributions (normal or not) is irrelevant.
+    # E[dw^2] sums over pairs of terms (a, b): a = b gives E[x^2] E[g^2]
+    # (M pairs); a != b pairs two different pixels and two different
+    # upstream entries, all independent (M(M-1) pairs). Only first and
+    # second moments enter: the distributions' shape is irrelevant.
     second = M * ex2 * eg2 + M * (M - 1) * mx**2 * mg**2
     var = sp.factor(sp.expand(second - mean**2))
     zero = {mx: 0, mg: 0}
-    return {"n": n, "k": k, "sigma_x": sx, "sigma_g": sg, "mu_x": mx, "mu_g": mg,
-            "mean": mean, "var": var, "mean0": mean.subs(zero), "var0": sp.factor(var.subs(zero))}
+    return {"n": n, "k": k, "sigma_x": sx, "sigma_g": sg, "mu_x": mx,
+            "mu_g": mg, "mean": mean, "var": var,
+            "mean0": mean.subs(zero), "var0": sp.factor(var.subs(zero))}
 
 
 def expectation(expr, moments: dict):

@@ -197,3 +197,29 @@ def edge_likeness(weight: torch.Tensor) -> float:
     checks.tensor("weight", weight, ndim=4)
     unit = lambda w: F.normalize(w.detach().cpu().double().flatten(1), dim=1)
     return float((unit(weight) @ unit(edge_kernels(weight.shape[-1])).T).amax(1).mean())
+
+
+def relu_maps(model: EdgeCNN, x: torch.Tensor) -> torch.Tensor:
+    """ReLU responses (N, F, H', W') of an EdgeCNN's filters to images x (N, 1, H, W)."""
+    if not isinstance(model, EdgeCNN):
+        raise TypeError(f"model must be an EdgeCNN, got {type(model).__name__}")
+    checks.tensor("x", x, ndim=4)
+    with torch.no_grad():
+        return F.relu(model.conv(x.to(model.conv.weight.device))).cpu()
+
+
+def dead_filter_share(model: EdgeCNN, x: torch.Tensor) -> float:
+    """Share of the filters whose ReLU response is 0 at every position of every image x (N, 1, H, W)."""
+    return float((relu_maps(model, x).amax(dim=(0, 2, 3)) <= 0).double().mean())
+
+
+def stripe_contribution(model: EdgeCNN, x: torch.Tensor, background: torch.Tensor, *,
+                        pool: str) -> torch.Tensor:
+    """Per image and filter (N, F): the globally pooled ("max"/"avg") ReLU response to x (N, 1, H, W)
+    minus that to a flat image of its background intensity (N,)."""
+    checks.choice("pool", pool, POOLS)
+    if background.shape != x.shape[:1]:
+        raise ValueError(f"background must have shape ({len(x)},), got {tuple(background.shape)}")
+    flat = background.to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
+    reduce = (lambda h: h.amax(dim=(-2, -1))) if pool == "max" else (lambda h: h.mean(dim=(-2, -1)))
+    return reduce(relu_maps(model, x)) - reduce(relu_maps(model, flat))

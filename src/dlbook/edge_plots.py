@@ -1,4 +1,4 @@
-"""Figures of the edge lab (chapter 12): image grids, kernel rows and confusion matrices.
+"""Figures of the edge lab (chapter 12): image grids, kernels, confusion matrices, per-seed points.
 
 Topic module; imports only the core (plots) and matplotlib.
 
@@ -69,3 +69,31 @@ def log_size_axis(ax, sizes, *, label: str = "training images per class (log sca
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(label)
+
+
+def _check_seeds(x, ys) -> np.ndarray:
+    ys = np.asarray(ys, dtype=float)
+    if ys.ndim != 2 or ys.shape[1] != len(x):
+        raise ValueError(f"ys must be (seeds, {len(x)}), got {ys.shape}")
+    return ys
+
+
+def seed_points(ax, x, ys, *, label: str, color: str, marker: str = "o", log: bool = True):
+    """Every seed's value of ys (seeds, len(x)) as a small point, and the median as a line."""
+    ys = _check_seeds(x, ys)
+    k = ys.shape[0]
+    spread = np.linspace(-0.04, 0.04, k) if k > 1 else np.zeros(1)  # side by side, not stacked
+    xs = np.asarray(x, dtype=float)
+    for j, off in enumerate(spread):
+        px = xs * np.exp(off) if log else xs + off * (xs.max() - xs.min() + 1)
+        ax.plot(px, ys[j], ls="none", marker=marker, ms=3, alpha=0.45, color=color)
+    return ax.plot(xs, np.median(ys, 0), marker=marker, ms=5, color=color, label=label)[0]
+
+
+def quartile_band(ax, x, ys, *, label: str, color: str, **kw):
+    """Median over seeds of ys (seeds, len(x)) as a line, the quartiles as a band (never past the data)."""
+    ys = _check_seeds(x, ys)
+    q1, med, q3 = np.percentile(ys, [25, 50, 75], axis=0)
+    (line,) = ax.plot(x, med, label=label, color=color, **kw)
+    ax.fill_between(x, q1, q3, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line

@@ -39,11 +39,15 @@ def windows(x: torch.Tensor, kernel, stride=None) -> torch.Tensor:
     return x.unfold(-2, kh, sh).unfold(-2, kw, sw)
 
 
-def maxpool_forward(x: torch.Tensor, *, kernel, stride=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Max over each window and the flat index h*W + w of the winner, like PyTorch: (..., H, W) -> (..., oh, ow) twice."""
+def maxpool_forward(x: torch.Tensor, *, kernel,
+                    stride=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over each window and the flat index h*W + w of the winner, like
+    PyTorch: (..., H, W) -> (..., oh, ow) twice."""
     (kh, kw), (sh, sw), (oh, ow) = pool_geometry(x.shape, kernel, stride)
-    win = windows(x, kernel, stride).reshape(*x.shape[:-2], oh, ow, kh * kw)
-    # argmax returns the first maximal entry in row-major window order: PyTorch's tie rule on the CPU
+    win = windows(x, kernel, stride).reshape(*x.shape[:-2], oh, ow,
+                                             kh * kw)
+    # argmax returns the first maximal entry in row-major window order:
+    # PyTorch's tie rule on the CPU
     pos = win.argmax(dim=-1)
     y = win.gather(-1, pos[..., None]).squeeze(-1)
     rows = torch.arange(oh, device=x.device)[:, None] * sh + pos // kw
@@ -51,31 +55,42 @@ def maxpool_forward(x: torch.Tensor, *, kernel, stride=None) -> tuple[torch.Tens
     return y, rows * x.shape[-1] + cols
 
 
-def maxpool_backward(dy: torch.Tensor, index: torch.Tensor, input_shape) -> torch.Tensor:
-    """dx: each dy entry is added to the input position that won its window (overlaps accumulate): -> input_shape."""
+def maxpool_backward(dy: torch.Tensor, index: torch.Tensor,
+                     input_shape) -> torch.Tensor:
+    """dx: each dy entry is added to the input position that won its
+    window (overlaps accumulate): -> input_shape."""
     if dy.shape != index.shape:
-        raise ValueError(f"dy {tuple(dy.shape)} and index {tuple(index.shape)} must have the same shape")
+        raise ValueError(f"dy {tuple(dy.shape)} and index "
+                         f"{tuple(index.shape)} must have the same shape")
     H, W = input_shape[-2:]
-    dx = torch.zeros(*input_shape[:-2], H * W, dtype=dy.dtype, device=dy.device)
+    dx = torch.zeros(*input_shape[:-2], H * W, dtype=dy.dtype,
+                     device=dy.device)
     dx.scatter_add_(-1, index.flatten(-2), dy.flatten(-2))
     return dx.reshape(input_shape)
 
 
-def avgpool_forward(x: torch.Tensor, *, kernel, stride=None) -> torch.Tensor:
+def avgpool_forward(x: torch.Tensor, *, kernel,
+                    stride=None) -> torch.Tensor:
     """Mean over each window: (..., H, W) -> (..., oh, ow)."""
     return windows(x, kernel, stride).mean(dim=(-2, -1))
 
 
-def avgpool_backward(dy: torch.Tensor, input_shape, *, kernel, stride=None) -> torch.Tensor:
-    """dx: each dy entry is spread evenly, dy/(kh*kw), over its window (overlaps accumulate): -> input_shape."""
-    (kh, kw), (sh, sw), (oh, ow) = pool_geometry(input_shape, kernel, stride)
+def avgpool_backward(dy: torch.Tensor, input_shape, *, kernel,
+                     stride=None) -> torch.Tensor:
+    """dx: each dy entry is spread evenly, dy/(kh*kw), over its window
+    (overlaps accumulate): -> input_shape."""
+    (kh, kw), (sh, sw), (oh, ow) = pool_geometry(input_shape, kernel,
+                                                 stride)
     if tuple(dy.shape[-2:]) != (oh, ow):
-        raise ValueError(f"dy's spatial shape {tuple(dy.shape[-2:])} must be {(oh, ow)} for this input, kernel and stride")
+        raise ValueError(f"dy's spatial shape {tuple(dy.shape[-2:])} must "
+                         f"be {(oh, ow)} for this input, kernel and stride")
     dx = torch.zeros(input_shape, dtype=dy.dtype, device=dy.device)
     share = dy / (kh * kw)
-    for a in range(kh):  # offset (a, b) inside the window: one strided slice of dx per offset
+    # offset (a, b) inside the window: one strided slice of dx per offset
+    for a in range(kh):
         for b in range(kw):
-            dx[..., a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw] += share
+            rows = slice(a, a + sh * (oh - 1) + 1, sh)
+            dx[..., rows, b:b + sw * (ow - 1) + 1:sw] += share
     return dx
 
 
