@@ -278,11 +278,13 @@ def test_probe_exercises_are_headings_and_solutions_collapsed(probe):
 def test_probe_hidden_cells_stay_executable_where_they_stood(probe):
     cells = [(c.cell_type, c.source) for c in probe.cells]
     hidden = [i for i, c in enumerate(probe.cells) if c.cell_type == "code" and is_collapsed(c)][1:]
-    assert len(hidden) == 2  # the glue cell (remove-cell) and the print (remove-input)
+    assert len(hidden) == 3  # the glue cell (remove-cell), the figure (hide-input), the print (remove-input)
     assert cells[hidden[0]][1].startswith("#@title Compute the numbers quoted in the text\n")
-    assert cells[hidden[1]][1].startswith("#@title Code of the output shown below")
+    assert cells[hidden[1]][1].startswith("#@title Code of the figure shown below")
+    assert cells[hidden[2]][1].startswith("#@title Code of the output shown below")
     shown = [c for i, c in enumerate(probe.cells[1:], 1) if c.cell_type == "code" and i not in hidden]
     assert shown and not any(is_collapsed(c) or c.source.startswith("#@title") for c in shown)
+    hidden = [hidden[0], hidden[2]]
     glue_cell = hidden[0]
     assert "glue_number(\"probe_answer\"" in cells[glue_cell][1]
     assert cells[glue_cell - 1][1].startswith("Dropout") and cells[glue_cell + 1][1].startswith("The answer is 42")

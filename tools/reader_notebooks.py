@@ -478,8 +478,18 @@ def add_reader_launch_buttons(app, pagename, templatename, context, doctree):
 
 def use_book_number_format() -> None:
     """`{glue:text}` without a format spec prints as dlbook.gluing.plain_text (thousands separators)."""
-    from dlbook.gluing import plain_text
+    import importlib.util
+
     from myst_nb.core import variables
+    # this checkout's dlbook.gluing, whatever dlbook the environment has installed
+    path = ROOT / "src" / "dlbook" / "gluing.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location("_dlbook_gluing", path)
+        gluing = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gluing)
+    else:  # a throwaway book without the library's source
+        from dlbook import gluing
+    plain_text = gluing.plain_text
     from myst_nb.ext.glue import crossref, roles
 
     for module in (variables, crossref, roles):
