@@ -94,8 +94,10 @@ def glue(name: str, value, *, display: bool = False) -> None:
         raise ValueError("name must be a non-empty string")
     how = mode()
     if how == "book":
-        from myst_nb import glue as myst_glue
-
+        try:  # optional: the [book] extra
+            from myst_nb import glue as myst_glue
+        except ImportError as err:
+            raise RuntimeError("DLBOOK_BOOK_BUILD=1 needs myst-nb (pip install 'dlbook[book]')") from err
         myst_glue(name, value, display=display)
     elif how == "record":
         _record(name, value, display=display)
