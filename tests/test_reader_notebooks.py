@@ -310,9 +310,20 @@ def chapters() -> list[str]:
 
 CHAPTERS = chapters()
 COLAB = BOOK_ROOT / reader_notebooks.OUT
-# the commit the notebooks were built from (`make book` on a checkout); the reader notebooks and
-# binder/ install the package at that commit
-BUILT_FROM = reader_notebooks.git_commit(BOOK_ROOT)
+
+
+def built_from() -> str | None:
+    """The commit the built reader notebooks install (their bootstrap cell names it), if any."""
+    path = COLAB / "binder" / "requirements.txt"
+    if not path.is_file():
+        return None
+    m = re.search(r"@([0-9a-f]{40})\s*$", path.read_text())
+    return m.group(1) if m else None
+
+
+# the commit the notebooks were built from (`git rev-parse HEAD` when `make book` ran): the
+# reader notebooks and binder/ install the package at that commit
+BUILT_FROM = built_from()
 HIDDEN = ("remove-cell", "remove-input", "hide-input")
 RECORD = "application/papermill.record/"
 
@@ -380,8 +391,19 @@ def test_every_code_cell_of_the_chapter_is_there_in_order(doc):
 
     nb = reader(doc)
     source = read_myst_markdown_notebook((BOOK_ROOT / f"{doc}.md").read_text())
-    assert code_sources(nb) == [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
-    assert nb.cells[0].cell_type == "code"
+    chapter = [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "code" and chapter[0] == BOOTSTRAP
+    # the bootstrap is pinned to the commit (below); every other cell is the chapter's own
+    assert code_sources(nb)[1:] == chapter[1:]
+
+
+def test_the_notebooks_name_a_commit_of_this_checkout():
+    """binder/ installs the package at a commit: HEAD, or an ancestor of HEAD when commits
+    were made after the build (in CI, the build and this test run at one commit)."""
+    assert BUILT_FROM, "binder/requirements.txt installs the package at a branch, not at a commit"
+    head = reader_notebooks.git_commit(BOOK_ROOT)
+    r = subprocess.run(["git", "merge-base", "--is-ancestor", BUILT_FROM, "HEAD"], cwd=BOOK_ROOT)
+    assert BUILT_FROM == head or r.returncode == 0, f"{BUILT_FROM} is not HEAD ({head}) nor its ancestor"
 
 
 @pytest.mark.parametrize("doc", CHAPTERS)
