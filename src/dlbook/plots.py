@@ -70,13 +70,19 @@ def use_style() -> None:
         from IPython import get_ipython
     except ImportError:
         return
-    shell = get_ipython()
+    _register_png(get_ipython())
+
+
+def _register_png(shell) -> None:
+    """Make IPython draw figures with `png` (the inline backend registers its own formatter
+    when pyplot first loads it, hence also called for every new figure by `fit_column`)."""
     if shell is None or not hasattr(shell, "display_formatter"):
         return
-    import matplotlib.pyplot  # noqa: F401  (the inline backend registers its formatter first)
     from matplotlib.figure import Figure
 
-    shell.display_formatter.formatters["image/png"].for_type(Figure, png)
+    formatter = shell.display_formatter.formatters["image/png"]
+    if formatter.type_printers.get(Figure) is not png:
+        formatter.for_type(Figure, png)
 
 
 def fit_column(fig) -> None:
@@ -86,6 +92,12 @@ def fit_column(fig) -> None:
     labels would show 7 px tall. Set here, before anything is drawn, so that the layout is made
     for the final size.
     """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        pass
+    else:
+        _register_png(get_ipython())
     width, height = fig.get_size_inches()
     if width > MAX_WIDTH:
         fig.set_size_inches(MAX_WIDTH, height * MAX_WIDTH / width)
