@@ -336,7 +336,7 @@ def reader(doc: str) -> nbformat.NotebookNode:
 
 def glued_text(doc: str) -> list[str]:
     """Each {glue:text} of the chapter as the site prints it (value from the executed notebook)."""
-    from myst_nb.core.variables import format_plain_text
+    from dlbook.gluing import plain_text as format_plain_text  # what the book's build prints
 
     executed = nbformat.read(BOOK_ROOT / "_build" / "jupyter_execute" / f"{doc}.ipynb", as_version=4)
     values = {}

@@ -13,17 +13,18 @@ import numpy as np
 
 def plain_text(text: str, spec: str = "") -> str:
     """A glued value's text/plain as the page prints it: myst-nb's `{glue:text}` formatting, except
-    that without a format spec an integer gets thousands separators (43,648) and a float with
-    more than six decimals is rounded to four significant digits (raw floats never reach a page)."""
+    that without a format spec (myst-nb's default, "s") an integer of five digits or more gets
+    thousands separators (43,648; 2012 stays) and a float with more than six decimals is rounded
+    to four significant digits (raw floats never reach a page)."""
     from ast import literal_eval
 
     try:
         value = literal_eval(text)
     except (SyntaxError, ValueError):
         value = text
-    if spec == "":
+    if spec in ("", "s"):
         if isinstance(value, int) and not isinstance(value, bool):
-            return f"{value:,}" if abs(value) >= 1000 else str(value)
+            return f"{value:,}" if abs(value) >= 10_000 else str(value)
         if isinstance(value, float):
             digits = repr(value).partition(".")[2]
             if "e" not in digits and len(digits) <= 6:
@@ -134,7 +135,7 @@ def glue_numbers(prefix: str = "", /, **values) -> dict:
 
 def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = None):
     """A pandas DataFrame from run results (list of dicts), floats formatted for display and
-    integers of 1,000 or more with thousands separators."""
+    integers of five digits or more with thousands separators (years stay 2012)."""
     import pandas as pd
 
     if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, dict) for r in rows):
@@ -145,7 +146,7 @@ def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = Non
     for col in df.columns:
         if df[col].dtype.kind == "f":
             df[col] = df[col].map(floatfmt.format)
-        elif df[col].dtype.kind in "iu" and (df[col].abs() >= 1000).any():
+        elif df[col].dtype.kind in "iu" and (df[col].abs() >= 10_000).any():
             df[col] = df[col].map("{:,}".format)
     return df
 
