@@ -349,7 +349,8 @@ def cell_title(source: str, tags: list[str], *, bootstrap: bool = False) -> str:
     elif tab and "glue(" in source:
         parts.append("compute the table shown on the page")
     if numbers and (len(parts) == 0 or "glue_number" in source or "glue_values" in source):
-        parts.append("compute the numbers quoted in the text")
+        parts.append("the numbers quoted in the text" if parts and parts[0].startswith("compute")
+                     else "compute the numbers quoted in the text")
     if parts:
         text = " and ".join(parts)
         return text[0].upper() + text[1:]
