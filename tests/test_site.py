@@ -526,24 +526,38 @@ def png_min_font_px(path: Path) -> float | None:
     return float(value) if value else None
 
 
+def plots_min_pt() -> int:
+    from dlbook import plots
+
+    return plots.MIN_FONT_PT
+
+
+def plots_max_width() -> float:
+    from dlbook import plots
+
+    return plots.MAX_WIDTH
+
+
 def polish_problems(state: dict, prose: str, root: Path = SITE) -> list[str]:
     """Everything item 6 of the site polish forbids, found in one page's layout state."""
     problems = []
     problems += [f"code line overflows the column: {line!r}" for line in state["code"]]
     problems += [f"equation clipped or scrolling: {eq}" for eq in state["eqs"]]
     problems += [f"scrolls sideways: {s}" for s in state["scrollers"]]
-    for img in state["images"]:
+    for n, img in enumerate(state["images"], 1):
         path = root / unquote(img["src"]).lstrip("/")
         if not path.is_file() or path.suffix != ".png":
             continue
         px = png_min_font_px(path)
         if px is None:
-            problems.append(f"figure {path.name}: drawn without dlbook.plots.use_style (no text size record)")
+            problems.append(f"image {n} of the page ({path.name}): drawn without dlbook.plots.use_style "
+                            "(no text size record)")
             continue
         shown = px * img["shown"] / img["natural"] if img["natural"] else 0
         if shown < state["small"] - 0.05:
-            problems.append(f"figure {path.name}: text {shown:.1f} px tall, under the page's small print "
-                            f"({state['small']:.0f} px)")
+            problems.append(f"image {n} of the page ({path.name}): smallest text {shown:.1f} px tall, under "
+                            f"the page's small print ({state['small']:.0f} px): a font size under "
+                            f"{plots_min_pt()} pt, or a figure wider than {plots_max_width()} in")
     text = state["text"]
     problems += [f"raw float {m}" for m in sorted(set(RAW_FLOAT.findall(text)))]
     problems += [f"integer without thousands separators {m}" for m in sorted(set(BARE_INT.findall(prose)))]
