@@ -126,7 +126,9 @@ def test_binder_environment_gets_the_package_from_the_configured_repository(tmp_
 
     reader_notebooks.write_binder(REPO, CONFIG, tmp_path)
     lines = [ln for ln in (tmp_path / "binder" / "requirements.txt").read_text().splitlines() if ln]
-    assert lines[-1] == f"{PACKAGE} @ git+{REPO_URL}@{BRANCH}"
+    # at the commit the notebooks are built from (the branch outside a git checkout)
+    ref = reader_notebooks.git_commit(REPO) or BRANCH
+    assert lines[-1] == f"{PACKAGE} @ git+{REPO_URL}@{ref}"
     assert (tmp_path / "binder" / "runtime.txt").read_text() == (REPO / "binder" / "runtime.txt").read_text()
 
 

@@ -4,7 +4,13 @@
    equations, admonitions, exercises and solutions, glue, hidden cells, the bootstrap cell).
 2. The built book (`make book` first): one reader notebook per chapter under _build/colab/, laid
    out as the launch URLs expect, no MyST left, every glued value in the prose, every code cell of
-   the chapter present and in order.
+   the chapter present and in order; the cells the site hides collapsed (Jupyter's
+   `source_hidden`, Colab's form view under a `#@title` that says what the cell does); the
+   bootstrap cell and binder/ pinned to the commit the notebooks were built from.
+   From the executed book (what strict nbval re-executes in the reader's kernel in `make test`,
+   so no third execution of the whole book): no MyST in any output; cells hidden on the site print
+   nothing; the figures and tables a reader's run draws (glue shows what it glues outside the
+   book build) match the site's, chapter by chapter.
 3. Outside the repository, as Colab runs them: a fresh virtual environment (tools/reader_env.py,
    cached under _build/) gets only `pip install` of the package (no [book] extra); its dependency
    tree holds no Sphinx, myst-nb or jupyter-book; reader notebooks execute top to bottom there, in
@@ -12,6 +18,11 @@
    times), every chapter with DLBOOK_READER_NOTEBOOKS=all, or a comma list of chapter stems.
    Every chapter's code runs in that environment in `make test` anyway: strict nbval re-executes
    each published notebook (the same code cells, checked above) in its `dlbook-reader` kernel.
+   The executed reader notebooks are checked like the book: no MyST in any cell or output, and
+   the site's count of figures and tables.
+4. Colab's pins: the package installs into a venv where Colab's IPython 7.34 is already
+   present without upgrading it, and a reader notebook runs there
+   (tests/test_colab_pins.py).
 """
 
 from __future__ import annotations
@@ -66,8 +77,14 @@ def markdown_of(nb) -> str:
 
 
 def code_sources(nb) -> list[str]:
-    return [c.source.removeprefix(reader_notebooks.HIDDEN_COMMENT + "\n").strip("\n")
-            for c in nb.cells if c.cell_type == "code"]
+    """The code of each code cell, without the `#@title` line of collapsed cells."""
+    return [reader_notebooks.without_title(c.source).strip("\n") for c in nb.cells if c.cell_type == "code"]
+
+
+def is_collapsed(cell) -> bool:
+    return (cell.metadata.get("jupyter", {}).get("source_hidden") is True
+            and cell.metadata.get("cellView") == "form"
+            and re.match(r"#@title \S.{8,}\n", cell.source) is not None)
 
 
 def test_the_myst_detector_finds_each_kind():
@@ -205,7 +222,8 @@ def test_probe_has_no_myst_left(probe):
 
 
 def test_probe_first_cell_is_the_bootstrap(probe):
-    assert probe.cells[0].cell_type == "code" and probe.cells[0].source == BOOTSTRAP
+    assert probe.cells[0].cell_type == "code" and code_sources(probe)[0] == BOOTSTRAP
+    assert is_collapsed(probe.cells[0])
 
 
 def test_probe_glued_values_are_in_the_prose(probe):
@@ -238,7 +256,9 @@ def test_probe_labelled_equation_is_tagged_as_on_the_site(probe):
 def test_probe_sections_and_figures_are_numbered_as_on_the_site(probe):
     md = markdown_of(probe)
     assert "# 1. A probe chapter" in md and "## 1.1. A second section" in md
-    assert re.search(r"!\[figure\]\(data:image/png;base64,[A-Za-z0-9+/=]{100,}\)\s+\*\*Fig\. 1\.1\*\* A probe figure\.", md)
+    # the caption as on the site; the image is drawn by the cell that glues it, not copied
+    assert re.search(r"\*\*Fig\. 1\.1\*\* A probe figure\.", md)
+    assert "data:image" not in md
 
 
 def test_probe_admonitions_are_block_quotes_with_a_bold_title(probe):
@@ -257,8 +277,14 @@ def test_probe_exercises_are_headings_and_solutions_collapsed(probe):
 
 def test_probe_hidden_cells_stay_executable_where_they_stood(probe):
     cells = [(c.cell_type, c.source) for c in probe.cells]
-    hidden = [i for i, (t, s) in enumerate(cells) if t == "code" and s.startswith(reader_notebooks.HIDDEN_COMMENT)]
-    assert len(hidden) == 2  # the glue cell (remove-cell) and the print (remove-input)
+    hidden = [i for i, c in enumerate(probe.cells) if c.cell_type == "code" and is_collapsed(c)][1:]
+    assert len(hidden) == 3  # the glue cell (remove-cell), the figure (hide-input), the print (remove-input)
+    assert cells[hidden[0]][1].startswith("#@title Compute the numbers quoted in the text\n")
+    assert cells[hidden[1]][1].startswith("#@title Code of the figure shown below")
+    assert cells[hidden[2]][1].startswith("#@title Code of the output shown below")
+    shown = [c for i, c in enumerate(probe.cells[1:], 1) if c.cell_type == "code" and i not in hidden]
+    assert shown and not any(is_collapsed(c) or c.source.startswith("#@title") for c in shown)
+    hidden = [hidden[0], hidden[2]]
     glue_cell = hidden[0]
     assert "glue_number(\"probe_answer\"" in cells[glue_cell][1]
     assert cells[glue_cell - 1][1].startswith("Dropout") and cells[glue_cell + 1][1].startswith("The answer is 42")
@@ -286,6 +312,22 @@ CHAPTERS = chapters()
 COLAB = BOOK_ROOT / reader_notebooks.OUT
 
 
+def built_from() -> str | None:
+    """The commit the built reader notebooks install (their bootstrap cell names it), if any."""
+    path = COLAB / "binder" / "requirements.txt"
+    if not path.is_file():
+        return None
+    m = re.search(r"@([0-9a-f]{40})\s*$", path.read_text())
+    return m.group(1) if m else None
+
+
+# the commit the notebooks were built from (`git rev-parse HEAD` when `make book` ran): the
+# reader notebooks and binder/ install the package at that commit
+BUILT_FROM = built_from()
+HIDDEN = ("remove-cell", "remove-input", "hide-input")
+RECORD = "application/papermill.record/"
+
+
 def reader(doc: str) -> nbformat.NotebookNode:
     path = COLAB / f"{doc}.ipynb"
     assert path.is_file(), f"no reader notebook {path}: run `make book` first"
@@ -294,7 +336,7 @@ def reader(doc: str) -> nbformat.NotebookNode:
 
 def glued_text(doc: str) -> list[str]:
     """Each {glue:text} of the chapter as the site prints it (value from the executed notebook)."""
-    from myst_nb.core.variables import format_plain_text
+    from dlbook.gluing import plain_text as format_plain_text  # what the book's build prints
 
     executed = nbformat.read(BOOK_ROOT / "_build" / "jupyter_execute" / f"{doc}.ipynb", as_version=4)
     values = {}
@@ -321,7 +363,8 @@ def test_every_chapter_has_a_reader_notebook_where_the_launch_buttons_point():
         assert (BOOK_ROOT / "_build" / "html" / reader_notebooks.SITE_COPY / f"{doc}.ipynb").is_file()
     binder = (COLAB / "binder" / "requirements.txt").read_text()
     repo = CONFIG["repository"]
-    assert binder.rstrip().endswith(f"dlbook @ git+{repo['url'].rstrip('/')}@{repo['branch']}")
+    ref = BUILT_FROM or repo["branch"]
+    assert binder.rstrip().endswith(f"dlbook @ git+{repo['url'].rstrip('/')}@{ref}")
 
 
 @pytest.mark.parametrize("doc", CHAPTERS)
@@ -348,8 +391,186 @@ def test_every_code_cell_of_the_chapter_is_there_in_order(doc):
 
     nb = reader(doc)
     source = read_myst_markdown_notebook((BOOK_ROOT / f"{doc}.md").read_text())
-    assert code_sources(nb) == [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
-    assert nb.cells[0].cell_type == "code" and nb.cells[0].source == BOOTSTRAP
+    chapter = [c.source.strip("\n") for c in source.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "code" and chapter[0] == BOOTSTRAP
+    # the bootstrap is pinned to the commit (below); every other cell is the chapter's own
+    assert code_sources(nb)[1:] == chapter[1:]
+
+
+def test_the_notebooks_name_a_commit_of_this_checkout():
+    """binder/ installs the package at a commit: HEAD, or an ancestor of HEAD when commits
+    were made after the build (in CI, the build and this test run at one commit)."""
+    assert BUILT_FROM, "binder/requirements.txt installs the package at a branch, not at a commit"
+    head = reader_notebooks.git_commit(BOOK_ROOT)
+    r = subprocess.run(["git", "merge-base", "--is-ancestor", BUILT_FROM, "HEAD"], cwd=BOOK_ROOT)
+    assert BUILT_FROM == head or r.returncode == 0, f"{BUILT_FROM} is not HEAD ({head}) nor its ancestor"
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_the_bootstrap_installs_the_commit_the_notebooks_were_built_from(doc):
+    first = reader(doc).cells[0]
+    assert BUILT_FROM, "the book was not built from a git checkout"
+    assert code_sources(reader(doc))[0] == reader_notebooks.pin_bootstrap(BOOTSTRAP, BUILT_FROM)
+    assert f'"{BUILT_FROM}"' in first.source and "main" not in first.source.split("\n", 1)[1]
+
+
+def test_pinning_the_bootstrap_can_fail():
+    with pytest.raises(ValueError, match="BOOK_BRANCH"):
+        reader_notebooks.pin_bootstrap("pip install dlbook", "0" * 40)
+
+
+def tags_of(doc: str) -> list[list[str]]:
+    """Each code cell's tags in the chapter's source, in order."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    source = read_myst_markdown_notebook((BOOK_ROOT / f"{doc}.md").read_text())
+    return [c.metadata.get("tags", []) for c in source.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_cells_hidden_on_the_site_are_collapsed_under_a_title(doc):
+    """Jupyter: `jupyter.source_hidden`; Colab: form view (`cellView: form`) under `#@title`."""
+    code = [c for c in reader(doc).cells if c.cell_type == "code"]
+    tags = tags_of(doc)
+    assert len(code) == len(tags)
+    wrong = []
+    for i, (cell, t) in enumerate(zip(code, tags)):
+        hidden = i == 0 or any(h in t for h in HIDDEN)
+        if hidden != is_collapsed(cell):
+            wrong.append((i, t, cell.source.split("\n", 1)[0][:70]))
+        if "remove-output" in t and not cell.metadata.get("jupyter", {}).get("outputs_hidden"):
+            wrong.append((i, t, "outputs not collapsed"))
+    assert not wrong, f"{doc}: cells collapsed unlike the site: {wrong}"
+
+
+def test_the_titles_say_what_a_cell_does():
+    title = reader_notebooks.cell_title
+    assert title("fig, ax = plt.subplots()\nglue('f', fig)", ["remove-cell"]) == "Draw the figure shown on the page"
+    assert title("glue_number('n', 3)", ["remove-cell"]) == "Compute the numbers quoted in the text"
+    assert title("rows = []\ndisplay(table(rows))", ["remove-input"]).startswith("Code of the table shown below")
+    assert title("import json", ["remove-cell"]) == "Imports used by the hidden cells"
+    assert title("x = 1", [], bootstrap=True).startswith("Install the book's library")
+
+
+# --- from the executed book: outputs, stray prints, figures and tables -------------------------
+
+def executed(doc: str) -> nbformat.NotebookNode:
+    """The chapter executed by the book build (its outputs as nbval re-executes them)."""
+    path = BOOK_ROOT / "_build" / "jupyter_execute" / f"{doc}.ipynb"
+    assert path.is_file(), f"{path}: run `make book` first"
+    return nbformat.read(path, as_version=4)
+
+
+def output_texts(outputs) -> list[str]:
+    """The text a reader sees of each output (markdown, plain text, streams)."""
+    out = []
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            out.append(o.get("text", ""))
+        for mime in ("text/markdown", "text/plain"):
+            if mime in o.get("data", {}):
+                out.append(o["data"][mime])
+    return out
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_no_myst_in_any_output(doc):
+    found = {}
+    for i, cell in enumerate(executed(doc).cells):
+        for text in output_texts(cell.get("outputs", [])):
+            if kinds := myst_left(text):
+                found[i] = (kinds, text[:160])
+    assert not found, f"{doc}: MyST in outputs {found}"
+
+
+def stray_outputs(cell) -> list[str]:
+    """What a cell shows besides glue records (myst-nb's prefixed, undisplayed mime bundles)."""
+    stray = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            stray.append(f"{o.get('name')}: {o.get('text', '')[:80]!r}")
+        elif o.get("output_type") in ("display_data", "execute_result"):
+            if not all(k.startswith(RECORD) for k in o.get("data", {})):
+                stray.append(f"{o['output_type']}: {str(o['data'].get('text/plain', sorted(o['data'])))[:80]!r}")
+        elif o.get("output_type") == "error":
+            stray.append(f"error: {o.get('ename')}")
+    return stray
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_cells_hidden_on_the_site_print_nothing(doc):
+    """A `remove-cell` cell's output never reaches the page, but a reader running the notebook
+    sees it: such cells may only glue (figures and tables they glue are on the page)."""
+    code = [c for c in executed(doc).cells if c.cell_type == "code"]
+    tags = tags_of(doc)
+    found = {i: s for i, (c, t) in enumerate(zip(code, tags))
+             if "remove-cell" in t and (s := stray_outputs(c))}
+    assert not found, f"{doc}: hidden cells print what the site does not show: {found}"
+
+
+def test_the_stray_output_check_can_fail():
+    printed = nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])
+    glued = nbformat.v4.new_code_cell("glue('x', 1)", outputs=[nbformat.v4.new_output(
+        "display_data", data={RECORD + "text/plain": "1"}, metadata={"scrapbook": {"name": "x"}})])
+    assert stray_outputs(printed) and not stray_outputs(glued)
+
+
+def is_table(html: str) -> bool:
+    return "<table" in html
+
+
+def output_counts(outputs, *, reader_glue: bool) -> tuple[int, int]:
+    """(figures, tables) shown by `outputs`; with reader_glue, glue records of figures and tables
+    count as shown (outside the book build `glue` displays them)."""
+    figures = tables = 0
+    for o in outputs:
+        data = o.get("data", {})
+        if o.get("output_type") not in ("display_data", "execute_result"):
+            continue
+        if any(k.startswith(RECORD) for k in data):
+            if not reader_glue:
+                continue
+            data = {k.removeprefix(RECORD): v for k, v in data.items()}
+        if "image/png" in data or "image/svg+xml" in data:
+            figures += 1
+        elif is_table(data.get("text/html", "")):
+            tables += 1
+    return figures, tables
+
+
+def markdown_tables(nb) -> int:
+    """Pipe tables in the notebook's markdown cells (one separator row each)."""
+    return sum(len(re.findall(r"^\|?\s*:?-{3,}:?\s*\|", c.source, re.M)) for c in nb.cells if c.cell_type == "markdown")
+
+
+def site_counts(doc: str) -> tuple[int, int]:
+    """(figures, tables) in the page's article on the site."""
+    text = (BOOK_ROOT / "_build" / "html" / f"{doc}.html").read_text()
+    body = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.S).group(1)
+    return len(re.findall(r"<img\b", body)), len(re.findall(r"<table\b", body))
+
+
+def reader_counts(nb, tags: list[list[str]], *, reader_glue: bool) -> tuple[int, int]:
+    figures, tables = 0, markdown_tables(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell, t in zip(code, tags):
+        if "remove-output" in t:
+            continue  # collapsed in the notebook, hidden on the site
+        f, tb = output_counts(cell.get("outputs", []), reader_glue=reader_glue)
+        figures, tables = figures + f, tables + tb
+    return figures, tables
+
+
+@pytest.mark.parametrize("doc", CHAPTERS)
+def test_a_readers_run_draws_the_figures_and_tables_of_the_page(doc):
+    """Counted on the executed book (the outputs nbval reproduces in the reader's kernel): what
+    each cell shows, plus what it glues (drawn by glue outside the book build), plus the
+    notebook's markdown tables, equals the page's images and tables. The notebooks actually
+    executed below are counted the same way."""
+    nb = executed(doc)
+    got = reader_counts(nb, tags_of(doc), reader_glue=True)
+    got = (got[0], got[1] - markdown_tables(nb) + markdown_tables(reader(doc)))
+    assert got == site_counts(doc), f"{doc}: a reader's run draws (figures, tables) {got}, the page shows {site_counts(doc)}"
 
 
 # --- 3. outside the repository, as Colab runs them ------------------------------------------
@@ -403,6 +624,7 @@ from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)
 t0 = time.perf_counter()
 NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+nbformat.write(nb, sys.argv[1].replace(".ipynb", ".executed.ipynb"))
 print(f"{time.perf_counter() - t0:.1f}")
 """
 
@@ -420,6 +642,12 @@ def test_reader_notebook_runs_outside_the_repository(doc, fresh_venv, tmp_path):
     r = subprocess.run([str(fresh_venv / "bin" / "python"), "run.py", nb.with_suffix(".ipynb").name],
                        cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{doc} failed outside the repository:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    ran = nbformat.read(nb.with_suffix(".executed.ipynb"), as_version=4)
+    myst = {i: myst_left(t) for i, c in enumerate(ran.cells) for t in output_texts(c.get("outputs", []))
+            if myst_left(t)}
+    assert not myst, f"{doc}: MyST in the outputs of the reader's run: {myst}"
+    counts = reader_counts(ran, tags_of(doc), reader_glue=False)
+    assert counts == site_counts(doc), f"{doc}: the reader's run drew (figures, tables) {counts}, the page shows {site_counts(doc)}"
     times = BOOK_ROOT / "_build" / "reader-notebook-times"
     times.mkdir(parents=True, exist_ok=True)
     (times / f"{Path(doc).name}.txt").write_text(r.stdout.strip().splitlines()[-1] + "\n")

@@ -141,16 +141,17 @@ def test_launch_buttons_open_the_reader_notebook(page):
 
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
-def test_chapter_offers_source_and_executed_notebook_downloads(page):
+def test_chapter_offers_the_source_and_one_notebook_the_reader_notebook(page):
+    """The download menu: the MyST source and one .ipynb, the reader notebook that Colab opens."""
     stem = page.removesuffix(".html")
-    hrefs = {urljoin(page, h) for k, h in parse(SITE / page).links if k == "a"}
-    for suffix in (".md", ".ipynb"):
-        target = f"_sources/{stem}{suffix}"
-        assert target in hrefs, f"{page}: no download link to {target}"
-        assert (SITE / target).is_file()
-    nb = json.loads((SITE / f"_sources/{stem}.ipynb").read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert code and all(c.get("execution_count") for c in code), "the downloadable notebook is not the executed one"
+    hrefs = [urljoin(page, h) for k, h in parse(SITE / page).links if k == "a"]
+    assert f"_sources/{stem}.md" in hrefs and (SITE / f"_sources/{stem}.md").is_file()
+    notebooks = sorted({h for h in hrefs if h.endswith(".ipynb")
+                        and not h.startswith(("http://", "https://"))})
+    assert notebooks == [f"_reader/{stem}.ipynb"], f"{page}: notebook downloads {notebooks}"
+    nb = json.loads((SITE / notebooks[0]).read_text())
+    first = nb["cells"][0]["source"]
+    assert "".join(first).startswith("#@title Install the book's library")
 
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
@@ -476,3 +477,129 @@ def test_screenshots(browser, site_url):
             browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", figures[0])
             assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-dark-figure.png"))
     browser.execute_script("localStorage.clear();")
+
+
+# --- site polish: what a reader sees at 1280 px ---------------------------------------------
+
+LAYOUT = """
+const art = document.querySelector("article.bd-article");
+const probe = document.createElement("span");
+probe.style.fontSize = "small"; probe.textContent = "x"; art.appendChild(probe);
+const small = parseFloat(getComputedStyle(probe).fontSize); probe.remove();
+const wide = e => e.scrollWidth > e.clientWidth + 1;
+const scrolls = e => ["auto", "scroll"].includes(getComputedStyle(e).overflowX) && wide(e);
+const label = e => e.tagName.toLowerCase() + "." + [...e.classList].join(".");
+const code = [...art.querySelectorAll("pre")].filter(e => wide(e) || wide(e.parentElement))
+  .map(e => e.textContent.split("\\n").reduce((a, b) => a.length > b.length ? a : b).slice(0, 100));
+const eqs = [...art.querySelectorAll('mjx-container[display="true"]')].filter(e => {
+  const inner = e.firstElementChild;
+  return inner && (inner.getBoundingClientRect().width > e.clientWidth + 1 || wide(e));
+}).map(e => (e.closest(".math") || e).id || e.textContent.slice(0, 60));
+const scrollers = [...art.querySelectorAll("*")].filter(e => scrolls(e) && !e.closest("pre")
+  && !e.matches("pre, mjx-container")).map(e => label(e) + ": " + e.textContent.trim().slice(0, 60));
+const images = [...art.querySelectorAll("img")].map(i => ({
+  src: new URL(i.src).pathname, natural: i.naturalWidth, shown: i.getBoundingClientRect().width}));
+let text = "";
+const skip = "div.cell_input, .highlight-python, .highlight-ipython3, mjx-container, script, style, .math";
+const walker = document.createTreeWalker(art, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement;
+  if (el && !el.closest(skip)) text += walker.currentNode.textContent + " ";
+}
+return {small, code, eqs, scrollers, images, text};
+"""
+
+RAW_FLOAT = re.compile(r"(?<![\w.])\d+\.\d{8,}")
+BARE_INT = re.compile(r"(?<![\w.,])\d{5,}(?![\w,]|\.\d)")
+
+
+def bib_keys() -> list[str]:
+    return re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", (REPO / "references.bib").read_text())
+
+
+def png_min_font_px(path: Path) -> float | None:
+    """The smallest text height written into a figure by dlbook.plots.png (None: no record)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        value = im.info.get("dlbook:min-font-px")
+    return float(value) if value else None
+
+
+def plots_min_pt() -> int:
+    from dlbook import plots
+
+    return plots.MIN_FONT_PT
+
+
+def plots_max_width() -> float:
+    from dlbook import plots
+
+    return plots.MAX_WIDTH
+
+
+def polish_problems(state: dict, prose: str, root: Path = SITE) -> list[str]:
+    """Everything item 6 of the site polish forbids, found in one page's layout state."""
+    problems = []
+    problems += [f"code line overflows the column: {line!r}" for line in state["code"]]
+    problems += [f"equation clipped or scrolling: {eq}" for eq in state["eqs"]]
+    problems += [f"scrolls sideways: {s}" for s in state["scrollers"]]
+    for n, img in enumerate(state["images"], 1):
+        path = root / unquote(img["src"]).lstrip("/")
+        if not path.is_file() or path.suffix != ".png":
+            continue
+        px = png_min_font_px(path)
+        if px is None:
+            problems.append(f"image {n} of the page ({path.name}): drawn without dlbook.plots.use_style "
+                            "(no text size record)")
+            continue
+        shown = px * img["shown"] / img["natural"] if img["natural"] else 0
+        if shown < state["small"] - 0.05:
+            problems.append(f"image {n} of the page ({path.name}): smallest text {shown:.1f} px tall, under "
+                            f"the page's small print ({state['small']:.0f} px): a font size under "
+                            f"{plots_min_pt()} pt, or a figure wider than {plots_max_width()} in")
+    text = state["text"]
+    problems += [f"raw float {m}" for m in sorted(set(RAW_FLOAT.findall(text)))]
+    problems += [f"integer without thousands separators {m}" for m in sorted(set(BARE_INT.findall(prose)))]
+    problems += [f"BibTeX key as text: {k}" for k in bib_keys() if re.search(rf"(?<![\w/#-]){re.escape(k)}(?![\w-])", text)]
+    return problems
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_page_fits_the_column_and_reads_cleanly(page, browser, site_url):
+    """At 1280 px: no code line or output overflows the column, no equation is clipped, no table
+    or output block scrolls sideways, figure text is at least the page's small print, and the
+    text has no raw float (8+ decimals), no bare integer of 5+ digits in the prose, no BibTeX key."""
+    load(browser, site_url + page)
+    state = browser.execute_script(LAYOUT)
+    problems = polish_problems(state, browser.execute_script(PAGE_STATE)["text"])
+    assert not problems, f"{page}:\n  " + "\n  ".join(problems)
+
+
+def test_the_polish_checks_can_fail(tmp_path):
+    """Each check fires on its own defect (a clean state passes)."""
+    clean = {"small": 13.0, "code": [], "eqs": [], "scrollers": [], "images": [], "text": "acc 0.9712, 43,648 steps"}
+    assert polish_problems(clean, clean["text"]) == []
+    for key, value, prose in [("code", ["x" * 100], ""), ("eqs", ["equation-c14-x"], ""),
+                              ("scrollers", ["div.output: a wide table"], ""),
+                              ("text", "error 96.17145669800213 %", ""), ("text", "", "43648 steps"),
+                              ("text", f"see {bib_keys()[0]} for this", "")]:
+        state = dict(clean, **{key: value})
+        assert polish_problems(state, prose), (key, value, prose)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dlbook import plots
+
+    plots.use_style()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.set_xlabel("x")
+    (tmp_path / "f.png").write_bytes(plots.png(fig))
+    plt.close(fig)
+    natural = 640
+    fits = dict(clean, images=[{"src": "/f.png", "natural": natural, "shown": natural}])
+    shrunk = dict(clean, images=[{"src": "/f.png", "natural": natural, "shown": natural * 0.58}])
+    assert polish_problems(fits, "", tmp_path) == []
+    assert polish_problems(shrunk, "", tmp_path)

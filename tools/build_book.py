@@ -90,7 +90,8 @@ def build_env() -> dict:
     env = dict(os.environ)
     # one thread per kernel: oversubscribed torch threads run 15-30x slower on 2 cores
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               DLBOOK_PROGRESS="0", PYDEVD_DISABLE_FILE_VALIDATION="1", PYTHONHASHSEED="0")
+               DLBOOK_PROGRESS="0", PYDEVD_DISABLE_FILE_VALIDATION="1", PYTHONHASHSEED="0",
+               DLBOOK_BOOK_BUILD="1")  # dlbook.gluing.glue records for myst-nb (else it displays)
     return env
 
 

@@ -9,13 +9,18 @@ translator only where it does not do what a reader needs (see `ReaderTranslator`
 - markdown: admonitions as block quotes with a bold title; exercises as headings, solutions in
   `<details>`; citations as "(Author, year)" and every cross-reference as a link to the published
   site; section and figure numbers as on the site; no HTML anchors;
-- code: the cells the site hides (`remove-cell`, `remove-input`) stay executable, below a
-  one-line comment; the bootstrap cell comes first; no outputs (the reader runs them).
+- code: the cells the site hides (`remove-cell`, `remove-input`) stay executable, collapsed
+  (`jupyter.source_hidden` for Jupyter, Colab's form view `cellView: form` under a `#@title` line
+  that says what the cell does); `remove-output` cells' outputs collapsed; the bootstrap cell comes
+  first and installs the package at the commit the notebooks were built from (`git rev-parse HEAD`);
+  no outputs: the reader runs them, and `dlbook.gluing.glue` outside the book build draws every
+  figure and table it glues, so the glued figures' images are not copied into the markdown.
 
 Used three ways:
 - as a Sphinx extension (`_config.yml`: `sphinx.local_extensions`): registers the `reader` builder,
   and on the site rewrites the launch buttons to open the reader notebooks on the published branch
-  (`launch_buttons.notebooks_branch`), plus a button to download the reader notebook;
+  (`launch_buttons.notebooks_branch`), and the download menu's `.ipynb` is the reader notebook;
+  `{glue:text}` without a format spec prints as `dlbook.gluing.plain_text` (thousands separators);
 - `build(root)`, called by tools/build_book.py after the site: writes `_build/colab/`, laid out as
   the launch URLs expect (`chapters/NN_x.ipynb`, `binder/`), and copies the notebooks into the site;
 - `python tools/reader_notebooks.py --print-branch`: the branch the launch buttons name (CI pushes
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path("_build") / "colab"            # what CI pushes to the notebooks branch
 SITE_COPY = "_reader"                     # folder of the site holding the downloadable copies
-HIDDEN_COMMENT = "# Hidden on the site: computes the numbers quoted in this page's text."
+TITLE = "#@title "                        # Colab's form view: the title line of a collapsed cell
 BUILDER = "reader"
 
 
@@ -108,8 +115,7 @@ def _translator_class():
 
         def _code_cell(self, source: str, hidden: bool) -> None:
             self.add_markdown_cell()
-            text = f"{HIDDEN_COMMENT}\n{source}" if hidden else source
-            self.output["cells"].append(nbformat_code_cell(text.strip("\n")))
+            self.output["cells"].append(nbformat_code_cell(source.strip("\n")))
 
         def _flush_hidden(self, index=None, line=None) -> None:
             while self.hidden and ((index is not None and self.hidden[0][0] < index)
@@ -137,9 +143,15 @@ def _translator_class():
             self._flush_hidden(index=10**9)
             super().depart_document(node)
             if self.bootstrap is not None:
-                self.output["cells"].insert(0, nbformat_code_cell(self.bootstrap.strip("\n")))
+                pinned = pin_bootstrap(self.bootstrap.strip("\n"), self.builder.config["dlbook_commit"])
+                self.output["cells"].insert(0, nbformat_code_cell(pinned))
             for cell in self.output["cells"]:
                 cell["metadata"].pop("hide-output", None)
+            sources = [c for c in self.source_cells if c.cell_type == "code"]
+            code = [c for c in self.output["cells"] if c["cell_type"] == "code"]
+            if len(sources) == len(code):  # (tests check the order) collapse what the site hides
+                for cell, src in zip(code, sources):
+                    collapse(cell, src.metadata.get("tags", []), bootstrap=src is sources[0])
 
         # -- text ------------------------------------------------------------------------
         def visit_Text(self, node):
@@ -277,6 +289,9 @@ def _translator_class():
 
         # -- figures and tables ------------------------------------------------------------
         def visit_image(self, node):
+            uri = node.get("uri", "")
+            if uri.startswith("data:") or "jupyter_execute" in uri or "/_build/" in uri:
+                raise nodes.SkipNode  # an output's image: the notebook's code draws it
             start = len(self.markdown_lines)
             super().visit_image(node)
             if self.tojupyter_images_markdown and len(self.markdown_lines) > start:
@@ -310,6 +325,82 @@ def _translator_class():
         setattr(ReaderTranslator, f"visit_{name}", ReaderTranslator.visit_admonition)
         setattr(ReaderTranslator, f"depart_{name}", ReaderTranslator.depart_admonition)
     return ReaderTranslator
+
+
+HIDDEN_TAGS = ("remove-cell", "remove_cell", "remove-input", "remove_input", "hide-input", "hide_input")
+
+
+def cell_title(source: str, tags: list[str], *, bootstrap: bool = False) -> str:
+    """What a cell hidden on the site does, in a few words (its `#@title` in Colab)."""
+    if bootstrap:
+        return "Install the book's library (Colab, Binder; a no-op where it is installed)"
+    shown = not any(t in tags for t in ("remove-cell", "remove_cell"))
+    figure = "plt." in source or "fig," in source or "fig =" in source or "kernel_grid(" in source
+    tab = "table(" in source or "rows" in source or "DataFrame" in source
+    numbers = any(f in source for f in ("glue_number", "glue_values", "glue("))
+    if "admonition()" in source:
+        return "Show which data the chapter runs on"
+    if shown:
+        what = "the figure" if figure else "the table" if tab else "the output"
+        return f"Code of {what} shown below (hidden on the page)"
+    parts = []
+    if figure and "glue(" in source:
+        parts.append("draw the figure shown on the page")
+    elif tab and "glue(" in source:
+        parts.append("compute the table shown on the page")
+    if numbers and (len(parts) == 0 or "glue_number" in source or "glue_values" in source):
+        parts.append("the numbers quoted in the text" if parts and parts[0].startswith("compute")
+                     else "compute the numbers quoted in the text")
+    if parts:
+        text = " and ".join(parts)
+        return text[0].upper() + text[1:]
+    lines = [ln for ln in source.strip().splitlines() if ln.strip()]
+    if lines and lines[0].startswith("#") and not lines[0].startswith("#@"):
+        text = lines[0].lstrip("# ").strip()
+        return text[0].upper() + text[1:]
+    if all(ln.startswith(("import ", "from ")) for ln in lines):
+        return "Imports used by the hidden cells"
+    if any(ln.startswith("def ") for ln in lines):
+        return "Helper functions for the numbers quoted in the text"
+    return "Intermediate results for the numbers quoted in the text"
+
+
+def collapse(cell, tags: list[str], *, bootstrap: bool = False) -> None:
+    """Collapse a cell the site hides (Jupyter: source_hidden; Colab: form view under a title)."""
+    meta = cell["metadata"]
+    if "remove-output" in tags or "remove_output" in tags:
+        meta.setdefault("jupyter", {})["outputs_hidden"] = True
+    if not (bootstrap or any(t in tags for t in HIDDEN_TAGS)):
+        return
+    title = cell_title(cell["source"], tags, bootstrap=bootstrap)
+    cell["source"] = f"{TITLE}{title}\n{cell['source']}"
+    meta.setdefault("jupyter", {})["source_hidden"] = True
+    meta["cellView"] = "form"
+
+
+def without_title(source: str) -> str:
+    """A reader notebook cell's code without its `#@title` line (what the chapter has)."""
+    first, _, rest = source.partition("\n")
+    return rest if first.startswith(TITLE) else source
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit the notebooks are built from (None outside a git checkout)."""
+    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if r.returncode or not (root / ".git").exists():
+        return None
+    return r.stdout.strip()
+
+
+def pin_bootstrap(source: str, commit: str) -> str:
+    """The bootstrap cell, installing the package at `commit` instead of the branch."""
+    if not commit:
+        return source
+    pinned = source.replace("BOOK_BRANCH", "BOOK_COMMIT")
+    pinned, n = re.subn(r'(BOOK_COMMIT = "[^"]+", )"[^"]+"', rf'\1"{commit}"', pinned)
+    if n != 1:
+        raise ValueError("chapters/_bootstrap_cell.py: no `BOOK_REPO, BOOK_BRANCH = url, branch` line")
+    return pinned
 
 
 def nbformat_code_cell(source: str):
@@ -354,7 +445,8 @@ def _builder_class():
 
 
 def add_reader_launch_buttons(app, pagename, templatename, context, doctree):
-    """Colab and Binder open the reader notebook on the notebooks branch; add its download."""
+    """Colab and Binder open the reader notebook on the notebooks branch; the download menu's
+    `.ipynb` is the reader notebook (one notebook download, the one Colab opens)."""
     buttons = context.get("header_buttons")
     if not buttons:
         return
@@ -373,17 +465,43 @@ def add_reader_launch_buttons(app, pagename, templatename, context, doctree):
             b["url"] = f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/{branch}?urlpath={ui}/{path}"
         elif b.get("text") == "Colab":
             b["url"] = f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/{branch}/{path}"
-    group["buttons"].append({
-        "type": "link",
-        "text": "Notebook",
-        "tooltip": "Download this page as a plain Jupyter notebook",
-        "icon": "fas fa-download",
-        "url": context["pathto"](f"{SITE_COPY}/{path}", 1),
-        "label": "download-reader-notebook-button",
-    })
+    downloads = next((b for b in buttons if b.get("label") == "download-buttons"), None)
+    if downloads is None:
+        return
+    notebook = next((b for b in downloads["buttons"] if b.get("text") == ".ipynb"), None)
+    if notebook is None:
+        notebook = {"type": "link", "text": ".ipynb", "icon": "fas fa-code",
+                    "label": "download-notebook-button"}
+        downloads["buttons"].insert(0, notebook)
+    notebook["url"] = context["pathto"](f"{SITE_COPY}/{path}", 1)
+    notebook["tooltip"] = "Download this page as a plain Jupyter notebook (the one Colab opens)"
+
+
+def use_book_number_format() -> None:
+    """`{glue:text}` without a format spec prints as dlbook.gluing.plain_text (thousands separators)."""
+    import importlib.util
+
+    from myst_nb.core import variables
+    # this checkout's dlbook.gluing, whatever dlbook the environment has installed
+    path = ROOT / "src" / "dlbook" / "gluing.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location("_dlbook_gluing", path)
+        gluing = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gluing)
+    else:  # a throwaway book without the library's source
+        from dlbook import gluing
+    plain_text = gluing.plain_text
+    from myst_nb.ext.glue import crossref, roles
+
+    for module in (variables, crossref, roles):
+        module.format_plain_text = plain_text
 
 
 def setup(app):
+    # a kernel that myst-nb starts in this build records glued values (dlbook.gluing.mode)
+    os.environ["DLBOOK_BOOK_BUILD"] = "1"
+    use_book_number_format()
+    app.add_config_value("dlbook_commit", git_commit(Path(app.srcdir)) or "", "")
     app.setup_extension("sphinx_tojupyter")
     app.add_builder(_builder_class())
     # myst-nb picks each output's mime type by builder: the reader builder takes the jupyter one's
@@ -433,7 +551,7 @@ def build(root: Path = ROOT, env: dict | None = None) -> list[Path]:
     (out / "README.md").write_text(
         f"# Reader notebooks of *{config.get('title', '')}*\n\n"
         f"Generated by `make book` from {config['repository']['url']} "
-        f"(branch `{config['repository']['branch']}`); do not edit here.\n"
+        f"(commit `{git_commit(root) or config['repository']['branch']}`); do not edit here.\n"
         "Open a chapter in Colab or Binder from the launch buttons of the book's site.\n")
     print(f"reader notebooks: {len(written)} in {out}")
     return written
@@ -450,8 +568,9 @@ def write_binder(root: Path, config: dict, out: Path) -> None:
             shutil.copy(f, dest / f.name)
     repo = config["repository"]
     package = package_name(root)
+    ref = git_commit(root) or repo["branch"]  # the commit the notebooks were built from
     with open(dest / "requirements.txt", "a") as fh:
-        fh.write(f"{package} @ git+{repo['url'].rstrip('/')}@{repo['branch']}\n")
+        fh.write(f"{package} @ git+{repo['url'].rstrip('/')}@{ref}\n")
 
 
 def package_name(root: Path) -> str:

@@ -11,6 +11,36 @@ import os
 import numpy as np
 
 
+def plain_text(text: str, spec: str = "") -> str:
+    """A glued value's text/plain as the page prints it: myst-nb's `{glue:text}` formatting, except
+    that without a format spec (myst-nb's default, "s") an integer of five digits or more gets
+    thousands separators (43,648; 2012 stays) and a float with more than six decimals is rounded
+    to four significant digits (raw floats never reach a page)."""
+    from ast import literal_eval
+
+    try:
+        value = literal_eval(text)
+    except (SyntaxError, ValueError):
+        value = text
+    if spec in ("", "s"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}" if abs(value) >= 10_000 else str(value)
+        if isinstance(value, float):
+            digits = repr(value).partition(".")[2]
+            if "e" not in digits and len(digits) <= 6:
+                return str(value)
+            return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+        return str(value)
+    kind = spec[-1]
+    if kind == "s":
+        value = str(value)
+    elif kind in "bcdoxX":
+        value = int(value)
+    elif kind in "eEfFgGn%":
+        value = float(value)
+    return format(value, spec)
+
+
 def plain(value):
     """A plain Python int/float/str/bool from a numpy or torch scalar (0-d array or tensor)."""
     if hasattr(value, "detach"):  # torch tensor
@@ -34,28 +64,48 @@ def plain(value):
 GLUE_PREFIX = "application/papermill.record/"
 
 
+def mode() -> str:
+    """How `glue` acts here: "book", "record" or "reader" (see `glue`)."""
+    if os.environ.get("DLBOOK_GLUE_RECORD") == "1":
+        return "record"
+    if os.environ.get("DLBOOK_BOOK_BUILD") == "1":
+        return "book"
+    return "reader"
+
+
+def is_number(value) -> bool:
+    """True for what the prose quotes (numbers, strings, lists of them); False for figures, tables."""
+    if isinstance(value, (numbers.Number, str, bool, np.generic)):
+        return True
+    return isinstance(value, (list, tuple)) and all(is_number(v) for v in value)
+
+
 def glue(name: str, value, *, display: bool = False) -> None:
     """Glue any displayable `value` (a figure, a table) under `name` for the book build.
 
-    myst-nb is imported here, only when something is glued, and only if installed: the package
-    does not depend on it. Without it (a reader notebook in Colab or Binder, whose prose already
-    carries the values) nothing is recorded, and `value` is shown only when `display` is true;
-    unless DLBOOK_GLUE_RECORD=1 (the test kernel that re-executes the published notebooks in a
-    reader's environment), which records the value exactly as myst-nb does.
+    - "book" (DLBOOK_BOOK_BUILD=1, set by tools/build_book.py and the book's Sphinx extension):
+      myst-nb's glue, imported only here (the package does not depend on it);
+    - "record" (DLBOOK_GLUE_RECORD=1: the nbval kernel that re-executes the published notebooks
+      in a reader's environment): the value recorded exactly as myst-nb does;
+    - "reader" (anywhere else: Colab, Binder, Jupyter): a figure or table is shown where it is
+      computed, whatever `display` says (the page would show it); numbers are shown only when
+      `display` is true (the prose already carries them).
     """
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:
-        if os.environ.get("DLBOOK_GLUE_RECORD") == "1":
-            _record(name, value, display=display)
-        elif display:
-            from IPython.display import display as show
+    how = mode()
+    if how == "book":
+        try:  # optional: the [book] extra
+            from myst_nb import glue as myst_glue
+        except ImportError as err:
+            raise RuntimeError("DLBOOK_BOOK_BUILD=1 needs myst-nb (pip install 'dlbook[book]')") from err
+        myst_glue(name, value, display=display)
+    elif how == "record":
+        _record(name, value, display=display)
+    elif display or not is_number(value):
+        from IPython.display import display as show
 
-            show(value)
-        return
-    myst_glue(name, value, display=display)
+        show(value)
 
 
 def _record(name: str, value, *, display: bool) -> None:
@@ -84,7 +134,8 @@ def glue_numbers(prefix: str = "", /, **values) -> dict:
 
 
 def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = None):
-    """A pandas DataFrame from run results (list of dicts), floats formatted for display."""
+    """A pandas DataFrame from run results (list of dicts), floats formatted for display and
+    integers of five digits or more with thousands separators (years stay 2012)."""
     import pandas as pd
 
     if not isinstance(rows, (list, tuple)) or not rows or not all(isinstance(r, dict) for r in rows):
@@ -95,6 +146,8 @@ def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = Non
     for col in df.columns:
         if df[col].dtype.kind == "f":
             df[col] = df[col].map(floatfmt.format)
+        elif df[col].dtype.kind in "iu" and (df[col].abs() >= 10_000).any():
+            df[col] = df[col].map("{:,}".format)
     return df
 
 

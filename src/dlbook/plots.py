@@ -29,8 +29,16 @@ METHOD_COLORS = {
     "linear scaling": PALETTE[2], "fixed lr": PALETTE[7],
 }
 
+# The site's figure column is 676 px wide at a 1280-px window, and a PNG wider than that is shrunk
+# to fit: a figure at most MAX_WIDTH inches wide (100 dpi on screen) is shown at its own size, so
+# its smallest text (10 pt = 13.9 px) is at least the page's small print (13 px, `font-size: small`).
+MAX_WIDTH = 6.8
+MIN_FONT_PT = 10
+
 RC = {
     "figure.figsize": (6.4, 3.8),
+    # every pyplot figure is made to fit the column (`fit_column`)
+    "figure.hooks": ["dlbook.plots:fit_column"],
     "figure.dpi": 100,
     "savefig.dpi": 150,
     # an opaque white background keeps axes legible in the theme's dark mode
@@ -41,12 +49,13 @@ RC = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
+    "axes.titlesize": 11.5,
+    "axes.labelsize": 10.5,
+    "legend.fontsize": MIN_FONT_PT,
     "legend.frameon": False,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
+    "font.size": MIN_FONT_PT,
     "lines.linewidth": 1.8,
     "image.cmap": "viridis",
     "axes.prop_cycle": mpl.cycler(color=PALETTE),
@@ -55,8 +64,65 @@ RC = {
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style (idempotent)."""
+    """Apply the book's matplotlib style (idempotent); in IPython, figures display as `png`."""
     mpl.rcParams.update(RC)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    _register_png(get_ipython())
+
+
+def _register_png(shell) -> None:
+    """Make IPython draw figures with `png` (the inline backend registers its own formatter
+    when pyplot first loads it, hence also called for every new figure by `fit_column`)."""
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    from matplotlib.figure import Figure
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    if formatter.type_printers.get(Figure) is not png:
+        formatter.for_type(Figure, png)
+
+
+def fit_column(fig) -> None:
+    """Shrink a new figure wider than MAX_WIDTH inches to that width, aspect kept (a pyplot hook).
+
+    The page would shrink its image instead, and its text with it: a 12-inch figure's 10-pt
+    labels would show 7 px tall. Set here, before anything is drawn, so that the layout is made
+    for the final size.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        pass
+    else:
+        _register_png(get_ipython())
+    width, height = fig.get_size_inches()
+    if width > MAX_WIDTH:
+        fig.set_size_inches(MAX_WIDTH, height * MAX_WIDTH / width)
+
+
+def min_font_px(fig) -> float:
+    """The height in pixels, at the figure's dpi, of its smallest visible text."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=MIN_FONT_PT) * fig.dpi / 72
+
+
+def png(fig) -> bytes:
+    """The figure as IPython's inline backend draws it (tight box, the figure's dpi), with its
+    smallest text size in the PNG's metadata (`dlbook:min-font-px`, read by tests/test_site.py)."""
+    from io import BytesIO
+
+    if not fig.axes and not fig.texts:
+        return None  # an empty figure shows nothing, as in IPython
+    fig.draw_without_rendering()  # tick labels exist only once the figure is drawn
+    buf = BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight",
+                metadata={"dlbook:min-font-px": f"{min_font_px(fig):.2f}"})
+    return buf.getvalue()
 
 
 def color(method: str) -> str:
