@@ -272,15 +272,6 @@ def test_check_fails_when_lr_is_not_scaled(monkeypatch):
         check_run_follows_the_scaling_rule(run, base_lr=0.05, base_batch=8)
 
 
-def test_batch_size_glue_in_the_built_book():
-    from conftest import glued
-
-    g = glued("15_memory")
-    assert [g[f"c15_bs{b}_steps"] for b in (16, 64, 256, 1024)] == [250, 63, 16, 4]
-    assert g["c15_bs1024_lr"] == pytest.approx(0.64)
-    assert g["c15_time_z"] > 2 and g["c15_acc_z"] > 2
-
-
 # --- the chapter's headline accounting against an independent count ------------------------
 
 def hand_count_per_image(make, *, checkpointed=False, float_bytes=F32):
