@@ -28,7 +28,7 @@ KiB, MiB, GiB = 2**10, 2**20, 2**30
 
 
 def fmt_bytes(n: int) -> str:
-    """The book's one memory formatter: integer bytes -> "12.34 MiB" (binary units)."""
+    """The book's one memory formatter: bytes -> "12.34 MiB" (binary)."""
     n = checks.nonnegative_int("n", n)
     for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if n >= size:
@@ -101,26 +101,30 @@ class Saved:
 
 
 def saved_tensors(fn, params=(), buffers=()) -> Saved:
-    """Run fn() under saved-tensor hooks; bytes saved for backward, each storage once.
+    """Run fn() under saved-tensor hooks; bytes saved for backward,
+    each storage once.
 
-    Tensors whose storage is one of `params` are counted as parameters, those of `buffers`
-    (BatchNorm's running statistics) as buffers: both are persistent state, in memory anyway.
-    All others are activations.
+    Tensors whose storage is one of `params` count as parameters, those
+    of `buffers` (BatchNorm's running statistics) as buffers: both are
+    persistent state, in memory anyway. All others are activations.
     """
     seen = {}
 
     def pack(t):
-        seen[storage_key(t)] = (storage_nbytes(t), t)  # keep t: its key stays unique
+        # keep t: while it lives, its storage key stays unique
+        seen[storage_key(t)] = (storage_nbytes(t), t)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     pkeys = {storage_key(p) for p in params}
     bkeys = {storage_key(b) for b in buffers} - pkeys
-    par = sum(n for k, (n, _) in seen.items() if k in pkeys)
-    buf = sum(n for k, (n, _) in seen.items() if k in bkeys)
-    act = sum(n for k, (n, _) in seen.items() if k not in pkeys and k not in bkeys)
-    return Saved(activations=act, parameters=par, count=len(seen), buffers=buf)
+    nbytes = {k: n for k, (n, _) in seen.items()}
+    par = sum(n for k, n in nbytes.items() if k in pkeys)
+    buf = sum(n for k, n in nbytes.items() if k in bkeys)
+    act = sum(nbytes.values()) - par - buf
+    return Saved(activations=act, parameters=par, count=len(seen),
+                 buffers=buf)
 
 
 def training_loss(model, x: torch.Tensor) -> torch.Tensor:

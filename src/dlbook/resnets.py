@@ -82,12 +82,14 @@ def block_diagonal(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return dense
 
 
-def alexnet(*, grouped: bool = True, num_classes: int = 1000) -> nn.Sequential:
-    """AlexNet's layers and widths, input (N, 3, 227, 227); grouped=True splits conv2, conv4, conv5 in 2 groups.
+def alexnet(*, grouped: bool = True, num_classes: int = 1000):
+    """AlexNet's layers and widths, input (N, 3, 227, 227); grouped=True
+    splits conv2, conv4 and conv5 into 2 groups.
 
-    Two departures from the paper: dropout sits before fc6 and fc7 (torchvision's order; the
-    paper drops the outputs of fc6 and fc7), and LocalResponseNorm divides alpha by the size
-    (Caffe's convention; the paper's alpha = 1e-4 multiplies the plain sum of squares).
+    Two departures from the paper: dropout sits before fc6 and fc7
+    (torchvision's order; the paper drops the outputs of fc6 and fc7), and
+    LocalResponseNorm divides alpha by the size (Caffe's convention; the
+    paper's alpha = 1e-4 multiplies the plain sum of squares).
     """
     checks.boolean("grouped", grouped)
     checks.positive_int("num_classes", num_classes)
@@ -96,14 +98,20 @@ def alexnet(*, grouped: bool = True, num_classes: int = 1000) -> nn.Sequential:
     def lrn():
         return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
 
+    def conv(c_in, c_out, k, name=None, **kw):
+        return nn.Conv2d(c_in, c_out, k, groups=g.get(name, 1), **kw)
+
     return nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(96, 256, 5, padding=2, groups=g["conv2"]), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 384, 3, padding=1, groups=g["conv4"]), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1, groups=g["conv5"]), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes))
+        conv(3, 96, 11, stride=4), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+        conv(96, 256, 5, "conv2", padding=2), nn.ReLU(), lrn(),
+        nn.MaxPool2d(3, 2),
+        conv(256, 384, 3, padding=1), nn.ReLU(),
+        conv(384, 384, 3, "conv4", padding=1), nn.ReLU(),
+        conv(384, 256, 3, "conv5", padding=1), nn.ReLU(),
+        nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+        nn.Linear(4096, num_classes))
 
 
 def alexnet_params(*, grouped: bool = True, num_classes: int = 1000) -> dict:

@@ -5,6 +5,10 @@ from claims import AtLeast, AtMost, Cited, Claim, Close, Equal, Greater, Monoton
 STEM = "14_alexnet_resnet"
 
 CLAIMS = [
+    Claim(id="ch14.paper-factor",
+          text="The paper's factor of 2048 counts 32^2 x 2 crops and flips, not the 33^2 x 2 "
+               "that fit.",
+          check=Equal("c14_paper_factor", "c14_paper_factor_count"), values=("c14_views_imagenet",)),
     Claim(id="ch14.jitter-sd-scale-free",
           text="The standard-deviation version of the PCA jitter moves the pixels by the same "
                "fraction of their range with pixels in [0, 1] and in {0, ..., 255}.",
@@ -84,6 +88,8 @@ CLAIMS = [
 ]
 
 CITED = [
+    Cited("c14_paper_factor", 2048, "krizhevsky2012imagenet", "section 4.1: a factor of 2048"),
+    Cited("c14_pca_gain_paper", 1, "krizhevsky2012imagenet", "section 4.1: top-1 error down by over 1%"),
     Cited("c14_alex_paper_m", 60, "krizhevsky2012imagenet", "abstract: 60 million parameters"),
     Cited("c14_vgg19_paper_m", 144, "simonyan2015very", "Table 2, configuration E"),
     Cited("c14_vgg19_gflops", 19.6, "he2016deep", "Figure 3: VGG-19, 19.6 billion FLOPs"),

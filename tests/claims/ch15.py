@@ -34,6 +34,9 @@ CLAIMS = [
     Claim(id="ch15.checkpoint-saves",
           text="Checkpointing every block lowers ResNet-152's saved activations at batch 64.",
           check=Greater("c15_act152_64", "c15_act_ckpt", z=0), values=("c15_ckpt_ratio",)),
+    Claim(id="ch15.checkpoint-costs-time",
+          text="Checkpointing makes a ResNet-18 step slower on this CPU (one measurement).",
+          check=Greater("c15_time_ratio", 1.0, z=0), values=("c15_fwd_share",)),
     Claim(id="ch15.bf16-above-half",
           text="bf16 activations are more than half the float32 ones: int64 indices and float32 "
                "batch statistics do not halve.",
