@@ -1,7 +1,7 @@
 """Chapter 15's page claims: exact memory accounting (against counts made without the library) and
 the batch-size runs (accuracy on the test split, CPU time)."""
 
-from claims import AtLeast, AtMost, Claim, Equal, Greater
+from claims import Claim, Equal, Greater, Tie
 
 STEM = "15_memory"
 
@@ -45,10 +45,10 @@ CLAIMS = [
           text="The CPU time per epoch falls from batch 16 to batch 1024 (ten seeds, paired).",
           check=Greater("c15_epoch16_seeds", "c15_epoch1024_seeds"), seeds=10,
           values=("c15_speedup", "c15_time_z")),
-    Claim(id="ch15.b256-below-b16",
-          text="After 10 epochs B = 256 ends slightly below B = 16 in test accuracy, resolved "
-               "by ten seeds.",
-          check=Greater("c15_bs16_acc_seeds", "c15_bs256_acc_seeds"), seeds=10,
+    Claim(id="ch15.b256-unresolved-from-b16",
+          text="After 10 epochs B = 256 ends slightly below B = 16 in test accuracy, a "
+               "difference ten seeds do not resolve.",
+          check=Tie("c15_bs16_acc_seeds", "c15_bs256_acc_seeds"), seeds=10,
           budget="10 epochs", values=("c15_acc_drop_256", "c15_acc_z_256")),
     Claim(id="ch15.b1024-below-b16",
           text="After 10 epochs B = 1024 has a lower test accuracy than B = 16.",
