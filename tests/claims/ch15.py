@@ -1,7 +1,7 @@
 """Chapter 15's page claims: exact memory accounting (against counts made without the library) and
 the batch-size runs (accuracy on the test split, CPU time)."""
 
-from claims import Claim, Equal, Greater, Tie
+from claims import Cited, Claim, Equal, Greater, Tie
 
 STEM = "15_memory"
 
@@ -63,4 +63,9 @@ CLAIMS = [
     Claim(id="ch15.b256-before-b1024",
           text="In this build's timings B = 256 reaches the target accuracy before B = 1024.",
           check=Greater("c15_bs1024_reach_s", "c15_bs256_reach_s", z=0), budget="10 epochs"),
+]
+
+CITED = [
+    Cited("c15_ctx_lazy_bytes", 287_047_680, "pytorch2022lazymodule", "PR description: lazy loading"),
+    Cited("c15_ctx_eager_bytes", 666_632_192, "pytorch2022lazymodule", "PR description: eager loading"),
 ]
