@@ -9,6 +9,9 @@ from dlbook import memory as mem
 from dlbook.optim import make_optimizer
 
 F32 = 4  # bytes per float32 element, by definition of the format
+BF16 = 2  # bytes per bfloat16 element (1 sign, 8 exponent, 7 mantissa bits)
+I64 = 8  # bytes per int64 element (max-pool indices, class labels)
+META = torch.device("meta")
 
 
 def check_linear_by_hand():
@@ -134,7 +137,7 @@ def test_checkpointing_saves_memory_and_keeps_gradients():
         saved.append(mem.saved_for_training(net, x.double()).activations)
         mem.training_loss(net, x.double()).backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
-    assert saved[1] < saved[0] / 2
+    assert saved[1] < saved[0]  # the exact bytes: test_checkpointing_keeps_only_block_inputs
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
 
 
@@ -269,10 +272,125 @@ def test_check_fails_when_lr_is_not_scaled(monkeypatch):
         check_run_follows_the_scaling_rule(run, base_lr=0.05, base_batch=8)
 
 
-def test_batch_size_glue_in_the_built_book():
-    from conftest import glued
+# --- the chapter's headline accounting against an independent count ------------------------
 
-    g = glued("15_memory")
-    assert [g[f"c15_bs{b}_steps"] for b in (16, 64, 256, 1024)] == [250, 63, 16, 4]
-    assert g["c15_bs1024_lr"] == pytest.approx(0.64)
-    assert g["c15_time_z"] > 2 and g["c15_acc_z"] > 2
+def hand_count_per_image(make, *, checkpointed=False, float_bytes=F32):
+    """Bytes saved for backward per 224 x 224 image, counted from the network's structure.
+
+    Forward hooks read each layer's output size (no saved-tensor hooks, no storages); the rules
+    are autograd's: a convolution saves its input (the image, or the previous layer's output);
+    batch norm saves its input (the conv output); an in-place ReLU saves its output, which is
+    the batch norm's output (except in a shortcut, which no ReLU follows directly: there the
+    add and the ReLU act in place on the main path's output); max pooling saves its output's
+    int64 argmax; the linear layer saves the pooled features; the loss saves the log-softmax
+    output and the int64 label. A checkpointed block saves only its input.
+    """
+    with META:
+        net = make(num_classes=10)
+    numel = {}
+    for n, m in net.named_modules():
+        if not list(m.children()):
+            m.register_forward_hook(lambda m, i, o, n=n: numel.__setitem__(n, o[0].numel()))
+    with torch.no_grad():
+        net(torch.empty(1, 3, 224, 224, device=META))
+    blocks = [n for n, m in net.named_modules()
+              if isinstance(m, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck))]
+    floats, ints = 3 * 224 * 224, 1  # the image (stem conv's input); the label
+    for n, k in numel.items():
+        if checkpointed and any(n.startswith(b + ".") for b in blocks):
+            continue
+        if "conv" in n or n.endswith("downsample.0"):
+            floats += k  # a conv output: the batch norm's saved input
+        elif "bn" in n:
+            floats += k  # a batch-norm output, ReLU'd in place: saved by the ReLU
+        elif n == "maxpool":
+            floats, ints = floats + k, ints + k  # its output (next conv's input), its argmax
+        elif n in ("avgpool", "fc"):
+            floats += k  # the fc's input; the log-softmax output
+    if checkpointed:  # each block's input: the stem's output counted above, then block outputs
+        last = {n: max(k for m, k in numel.items() if m.startswith(n + ".bn")) for n in blocks}
+        floats += sum(last[b] for b in blocks[:-1])
+    return float_bytes * floats + I64 * ints
+
+
+def per_image(make, *, checkpointed=False, dtype=torch.float32):
+    """Per-image saved activation bytes from the library, at batch 1 and 2."""
+    out = []
+    for b in (1, 2):
+        with META:
+            net = make(num_classes=10).to(dtype)
+        if checkpointed:
+            mem.checkpoint_blocks(net)
+        x = torch.empty(b, 3, 224, 224, device=META, dtype=dtype)
+        out.append(mem.saved_for_training(net, x).activations)
+    return out[1] - out[0]
+
+
+NETS = {"resnet18": torchvision.models.resnet18, "resnet152": torchvision.models.resnet152}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_per_image_activations_equal_an_independent_count(name):
+    assert per_image(NETS[name]) == hand_count_per_image(NETS[name])
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_bf16_halves_every_float_but_not_the_int64_indices(name):
+    assert per_image(NETS[name], dtype=torch.bfloat16) == hand_count_per_image(
+        NETS[name], float_bytes=BF16)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_checkpointing_keeps_only_block_inputs(name):
+    assert per_image(NETS[name], checkpointed=True) == hand_count_per_image(
+        NETS[name], checkpointed=True)
+
+
+def test_the_count_goes_red_when_every_element_is_four_bytes(monkeypatch):
+    monkeypatch.setattr(mem, "storage_nbytes", lambda t: 4 * t.untyped_storage().nbytes()
+                        // t.element_size())
+    with pytest.raises(AssertionError):  # int64 indices and labels are 8 bytes
+        test_per_image_activations_equal_an_independent_count("resnet18")
+
+
+def test_batchnorm_running_statistics_are_buffers_not_activations():
+    """Running mean and var (float32 per channel) and num_batches_tracked (one int64) are
+    persistent state; what batch norm saves per batch is its mean and inverse sd (float32)."""
+    with META:
+        net = torchvision.models.resnet18(num_classes=10)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    channels = sum(m.num_features for m in bns)
+    assert mem.buffer_bytes(net) == 2 * F32 * channels + I64 * len(bns)
+    acts = [mem.saved_for_training(net, torch.empty(b, 3, 64, 64, device=META)).activations
+            for b in (2, 3, 4)]
+    c, _ = mem.batch_line([2, 3, 4], acts)
+    assert c == 2 * F32 * channels + F32  # batch mean, inverse sd; the loss's total weight
+    s = mem.saved_for_training(net, torch.empty(2, 3, 32, 32, device=META))
+    assert s.buffers == 2 * F32 * channels  # running mean and var are saved, as state
+    m = mem.training_memory(net, torch.empty(2, 3, 32, 32, device=META), optimizer="sgd")
+    assert m.buffers == mem.buffer_bytes(net) and m.total == (
+        m.parameters + m.buffers + m.gradients + m.optimizer_state + m.activations)
+
+
+def check_accuracy_is_measured_on_the_test_split():
+    """Test labels that contradict the training rule: a run that reports training accuracy
+    as test accuracy (or evaluates on the training split) cannot score low on them."""
+    x, y, _, _ = _toy_data()
+    xt = torch.randn(200, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    yt = (xt.flatten(1).sum(1) <= 0).long()  # the opposite rule
+    run = mem.batch_size_run(_toy_model, x, y, xt, yt, batch_size=10, base_lr=0.5,
+                             base_batch=10, epochs=5, seed=0, device="cpu")
+    assert run["train_acc"][-1] > 0.9, run["train_acc"]
+    assert run["test_acc"][-1] < 0.1, run["test_acc"]
+
+
+def test_accuracy_is_measured_on_the_test_split():
+    check_accuracy_is_measured_on_the_test_split()
+
+
+def test_split_check_fails_when_the_training_split_is_evaluated(monkeypatch):
+    real = mem.fit
+    monkeypatch.setattr(mem, "fit", lambda model, x, y, *, x_val, y_val, **kw:
+                        real(model, x, y, x_val=x, y_val=y, **kw))
+    with pytest.raises(AssertionError):
+        check_accuracy_is_measured_on_the_test_split()

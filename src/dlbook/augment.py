@@ -73,7 +73,8 @@ def random_shift(x: torch.Tensor, *, max_shift: int, generator: torch.Generator)
 
 
 def rgb_pca(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (3,) ascending and eigenvectors (3, 3) (columns) of the RGB covariance of all pixels of x (N, 3, H, W)."""
+    """Eigenvalues (3,), ascending, and eigenvectors (3, 3), as columns,
+    of the RGB covariance of all pixels of x (N, 3, H, W)."""
     _images(x)
     if x.shape[1] != 3:
         raise ValueError(f"x must have 3 colour channels, got {x.shape[1]}")
@@ -81,21 +82,27 @@ def rgb_pca(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigh(torch.cov(pixels))
 
 
-def pca_jitter(x: torch.Tensor, *, eigvals: torch.Tensor, eigvecs: torch.Tensor, generator: torch.Generator,
-               sigma: float = 0.1, power: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """AlexNet's colour jitter: add sum_i alpha_i lambda_i^power p_i, alpha_i ~ N(0, sigma^2), to every pixel.
+def pca_jitter(x: torch.Tensor, *, eigvals: torch.Tensor,
+               eigvecs: torch.Tensor, generator: torch.Generator,
+               sigma: float = 0.1, power: float = 1.0):
+    """AlexNet's colour jitter: add sum_i alpha_i lambda_i^power p_i,
+    alpha_i ~ N(0, sigma^2), to every pixel of each image.
 
-    power=1 is the paper's text (eigenvalues); power=0.5 uses standard deviations, which keeps the
-    shift in proportion when the pixel scale changes. Returns the jittered images (N, 3, H, W) and
-    the draws alpha (N, 3); one draw per image.
+    power=1 is the paper's text (eigenvalues); power=0.5 uses standard
+    deviations, which keeps the shift in proportion when the pixel scale
+    changes. Returns the jittered images (N, 3, H, W) and the draws
+    alpha (N, 3); one draw per image.
     """
     _images(x)
     checks.positive("sigma", sigma)
     if eigvals.shape != (3,) or eigvecs.shape != (3, 3):
-        raise ValueError(f"eigvals must be (3,) and eigvecs (3, 3), got {tuple(eigvals.shape)}, {tuple(eigvecs.shape)}")
-    alpha = sigma * torch.randn(x.shape[0], 3, generator=generator, dtype=torch.float64)
+        raise ValueError("eigvals must be (3,) and eigvecs (3, 3), got "
+                         f"{tuple(eigvals.shape)}, {tuple(eigvecs.shape)}")
+    alpha = sigma * torch.randn(x.shape[0], 3, generator=generator,
+                                dtype=torch.float64)
     checks.real("power", power, low=0.0)
-    delta = (alpha * eigvals.double() ** power) @ eigvecs.double().T  # (N, 3): row n is sum_i alpha_ni lambda_i p_i
+    # (N, 3): row n is sum_i alpha_ni lambda_i^power p_i
+    delta = (alpha * eigvals.double() ** power) @ eigvecs.double().T
     return x + delta.to(x.dtype).view(-1, 3, 1, 1), alpha
 
 

@@ -28,7 +28,7 @@ KiB, MiB, GiB = 2**10, 2**20, 2**30
 
 
 def fmt_bytes(n: int) -> str:
-    """The book's one memory formatter: integer bytes -> "12.34 MiB" (binary units)."""
+    """The book's one memory formatter: bytes -> "12.34 MiB" (binary)."""
     n = checks.nonnegative_int("n", n)
     for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if n >= size:
@@ -60,6 +60,11 @@ def param_bytes(model: torch.nn.Module) -> int:
     return unique_bytes(model.parameters())
 
 
+def buffer_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's buffers: persistent state such as BatchNorm's running statistics."""
+    return unique_bytes(model.buffers())
+
+
 def grad_bytes(model: torch.nn.Module) -> int:
     """Bytes of the gradients that exist now (p.grad), each storage once."""
     return unique_bytes(p.grad for p in model.parameters())
@@ -87,31 +92,39 @@ def state_multiplier(name: str) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class Saved:
-    """What autograd saved for the backward pass: activation and parameter bytes, tensor count."""
+    """What autograd saved for the backward pass: activation, parameter and buffer bytes, count."""
 
     activations: int
     parameters: int
     count: int
+    buffers: int = 0
 
 
-def saved_tensors(fn, params=()) -> Saved:
-    """Run fn() under saved-tensor hooks; bytes saved for backward, each storage once.
+def saved_tensors(fn, params=(), buffers=()) -> Saved:
+    """Run fn() under saved-tensor hooks; bytes saved for backward,
+    each storage once.
 
-    Tensors whose storage is one of `params` are counted as parameters (they are in memory
-    anyway), all others as activations.
+    Tensors whose storage is one of `params` count as parameters, those
+    of `buffers` (BatchNorm's running statistics) as buffers: both are
+    persistent state, in memory anyway. All others are activations.
     """
     seen = {}
 
     def pack(t):
-        seen[storage_key(t)] = (storage_nbytes(t), t)  # keep t: its key stays unique
+        # keep t: while it lives, its storage key stays unique
+        seen[storage_key(t)] = (storage_nbytes(t), t)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     pkeys = {storage_key(p) for p in params}
-    par = sum(n for k, (n, _) in seen.items() if k in pkeys)
-    act = sum(n for k, (n, _) in seen.items() if k not in pkeys)
-    return Saved(activations=act, parameters=par, count=len(seen))
+    bkeys = {storage_key(b) for b in buffers} - pkeys
+    nbytes = {k: n for k, (n, _) in seen.items()}
+    par = sum(n for k, n in nbytes.items() if k in pkeys)
+    buf = sum(n for k, n in nbytes.items() if k in bkeys)
+    act = sum(nbytes.values()) - par - buf
+    return Saved(activations=act, parameters=par, count=len(seen),
+                 buffers=buf)
 
 
 def training_loss(model, x: torch.Tensor) -> torch.Tensor:
@@ -125,29 +138,31 @@ def saved_for_training(model, x: torch.Tensor) -> Saved:
     """Saved tensors of one training forward pass (train mode) of `model` on batch `x`."""
     checks.tensor("x", x)
     model.train()
-    return saved_tensors(lambda: training_loss(model, x), model.parameters())
+    return saved_tensors(lambda: training_loss(model, x), model.parameters(), model.buffers())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Memory:
-    """The four terms of training memory, in bytes."""
+    """The terms of training memory, in bytes (buffers: BatchNorm's running statistics)."""
 
     parameters: int
     gradients: int
     optimizer_state: int
     activations: int
+    buffers: int = 0
 
     @property
     def total(self) -> int:
-        """Sum of the four terms (what must fit if nothing is freed early)."""
-        return self.parameters + self.gradients + self.optimizer_state + self.activations
+        """Sum of the terms (what must fit if nothing is freed early)."""
+        return (self.parameters + self.buffers + self.gradients + self.optimizer_state
+                + self.activations)
 
 
 def training_memory(model, x: torch.Tensor, *, optimizer: str) -> Memory:
     """Memory of one training step on batch x: gradients are shaped like the trainable
     parameters, optimizer state is state_multiplier(optimizer) times them."""
     trainable = unique_bytes(p for p in model.parameters() if p.requires_grad)
-    return Memory(parameters=param_bytes(model), gradients=trainable,
+    return Memory(parameters=param_bytes(model), buffers=buffer_bytes(model), gradients=trainable,
                   optimizer_state=state_multiplier(optimizer) * trainable,
                   activations=saved_for_training(model, x).activations)
 

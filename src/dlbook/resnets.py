@@ -7,6 +7,7 @@ Used by chapters: 14.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from statistics import NormalDist
 
 import torch
@@ -81,8 +82,15 @@ def block_diagonal(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return dense
 
 
-def alexnet(*, grouped: bool = True, num_classes: int = 1000) -> nn.Sequential:
-    """AlexNet as in the paper, input (N, 3, 227, 227); grouped=True splits conv2, conv4, conv5 into 2 groups."""
+def alexnet(*, grouped: bool = True, num_classes: int = 1000):
+    """AlexNet's layers and widths, input (N, 3, 227, 227); grouped=True
+    splits conv2, conv4 and conv5 into 2 groups.
+
+    Two departures from the paper: dropout sits before fc6 and fc7
+    (torchvision's order; the paper drops the outputs of fc6 and fc7), and
+    LocalResponseNorm divides alpha by the size (Caffe's convention; the
+    paper's alpha = 1e-4 multiplies the plain sum of squares).
+    """
     checks.boolean("grouped", grouped)
     checks.positive_int("num_classes", num_classes)
     g = {k: (v if grouped else 1) for k, v in ALEXNET_GROUPS.items()}
@@ -90,14 +98,20 @@ def alexnet(*, grouped: bool = True, num_classes: int = 1000) -> nn.Sequential:
     def lrn():
         return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
 
+    def conv(c_in, c_out, k, name=None, **kw):
+        return nn.Conv2d(c_in, c_out, k, groups=g.get(name, 1), **kw)
+
     return nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(96, 256, 5, padding=2, groups=g["conv2"]), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 384, 3, padding=1, groups=g["conv4"]), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1, groups=g["conv5"]), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Flatten(), nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, num_classes))
+        conv(3, 96, 11, stride=4), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+        conv(96, 256, 5, "conv2", padding=2), nn.ReLU(), lrn(),
+        nn.MaxPool2d(3, 2),
+        conv(256, 384, 3, padding=1), nn.ReLU(),
+        conv(384, 384, 3, "conv4", padding=1), nn.ReLU(),
+        conv(384, 256, 3, "conv5", padding=1), nn.ReLU(),
+        nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
+        nn.Linear(4096, num_classes))
 
 
 def alexnet_params(*, grouped: bool = True, num_classes: int = 1000) -> dict:
@@ -200,6 +214,19 @@ def net_params(*, blocks, widths, shortcut: str = "A", in_channels: int = 1, num
     return total + (c + 1) * num_classes
 
 
+VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+             512, 512, 512, 512, "M")  # configuration E of Simonyan and Zisserman (Table 1)
+
+
+def vgg_params(cfg=VGG19_CFG, *, in_channels: int = 3, num_classes: int = 1000) -> int:
+    """Parameters of a VGG net by formula: 3 x 3 convs with biases, then 7 x 7 x 512 -> 4096 -> 4096 -> classes."""
+    total, c = 0, in_channels
+    for v in cfg:
+        if v != "M":
+            total, c = total + grouped_conv_params(c, v, 3), v
+    return total + (c * 7 * 7 + 1) * 4096 + (4096 + 1) * 4096 + (4096 + 1) * num_classes
+
+
 def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Norm of the cross-entropy gradient of each conv/linear weight, in forward order: (layers,)."""
     model.zero_grad(set_to_none=True)
@@ -210,9 +237,24 @@ def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torc
 
 
 # He et al. (sec. 4.2) at small scale: SGD with momentum, lr / 10 at two milestones, weight decay 1e-4
-DEGRADATION_CFG = TrainConfig(steps=400, batch_size=32, optimizer="momentum", lr=0.05, momentum=0.9,
-                              weight_decay=1e-4, schedule=Schedule(kind="step", milestones=(200, 300)),
+DEGRADATION_CFG = TrainConfig(steps=200, batch_size=32, optimizer="momentum", lr=0.05, momentum=0.9,
+                              weight_decay=1e-4, schedule=Schedule(kind="step", milestones=(100, 150)),
                               eval_every=25)
+DEGRADATION_WIDTHS = (4, 8, 16)  # filters per stage: a quarter of the paper's 16, 32, 64 (CPU budget)
+
+
+def scaled_cfg(cfg: TrainConfig, factor: int) -> TrainConfig:
+    """The same recipe `factor` times longer: steps, milestones and evaluation grid all scaled."""
+    checks.positive_int("factor", factor)
+    sched = cfg.schedule
+    if sched.kind == "step":
+        sched = replace(sched, milestones=tuple(factor * m for m in sched.milestones))
+    return replace(cfg, steps=factor * cfg.steps, schedule=sched, eval_every=factor * cfg.eval_every)
+
+
+def without_cuts(cfg: TrainConfig) -> TrainConfig:
+    """The same recipe at its initial learning rate throughout: the control for the drops at the cuts."""
+    return replace(cfg, schedule=Schedule(kind="constant"))
 
 
 def digits14(x: torch.Tensor) -> torch.Tensor:
@@ -223,9 +265,9 @@ def digits14(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_nets(*, depth: int, residual: bool, seeds, x: torch.Tensor, y: torch.Tensor,
-               cfg: TrainConfig = DEGRADATION_CFG, device="cpu") -> dict:
+               cfg: TrainConfig = DEGRADATION_CFG, widths=DEGRADATION_WIDTHS, device="cpu") -> dict:
     """Train cifar_net(depth, residual) for each seed on the same (x (N, 1, H, W), y (N,)); fit_stacked's history."""
     seeds = [checks.seed(s) for s in seeds]
-    models = [cifar_net(depth=depth, residual=residual, seed=s) for s in seeds]
+    models = [cifar_net(depth=depth, residual=residual, seed=s, widths=widths) for s in seeds]
     k = len(seeds)
     return fit_stacked(models, x.expand(k, *x.shape), y.expand(k, *y.shape), cfg=cfg, seeds=seeds, device=device)
