@@ -1,4 +1,4 @@
-"""Flatness of a trained network: loss along a line, top Hessian eigenvalue, random-perturbation sharpness.
+"""Flatness of a trained network: loss along a line, top Hessian eigenvalue and trace, random-perturbation sharpness.
 
 Topic module; imports only the core. Every function takes a plain `nn.Module` and data x (N, ...),
 y (N,) and evaluates the mean cross-entropy of the module as a function of its parameters.
@@ -101,6 +101,43 @@ def perturbed_loss_rise(model, x: torch.Tensor, y: torch.Tensor, *, radius: floa
     return np.array(rises)
 
 
+def tensorwise_loss_rise(model, x: torch.Tensor, y: torch.Tensor, *, rho: float, draws: int = 10,
+                         seed: int = 0) -> np.ndarray:
+    """Loss rises (draws,) when every parameter tensor theta_t moves by rho * ||theta_t|| in a random direction.
+
+    Each tensor's share of the perturbation is its own norm, so a rescaling that multiplies some
+    tensors by c and others by 1/c moves the perturbation with them: the rise does not change.
+    """
+    rho = checks.positive("rho", rho)
+    checks.positive_int("draws", draws)
+    f = loss_function(model, x, y)
+    theta = flat_params(model)
+    sizes = [p.numel() for p in model.parameters()]
+    g = torch_generator(seed)
+    with torch.no_grad():
+        base = float(f(theta))
+        rises = []
+        for _ in range(draws):
+            u = torch.randn(theta.shape, generator=g, dtype=theta.dtype)
+            d = torch.cat([rho * t.norm() * v / v.norm() for t, v in zip(theta.split(sizes), u.split(sizes))])
+            rises.append(float(f(theta + d)) - base)
+    return np.array(rises)
+
+
+def hessian_trace(model, x: torch.Tensor, y: torch.Tensor, *, probes: int = 20, seed: int = 0) -> tuple[float, float]:
+    """Hutchinson's estimate of the loss Hessian's trace, mean of v^T H v over Rademacher v: (estimate, SE)."""
+    checks.positive_int("probes", probes)
+    f = loss_function(model, x, y)
+    theta = flat_params(model)
+    g = torch_generator(seed)
+    samples = []
+    for _ in range(probes):
+        v = torch.randint(2, theta.shape, generator=g).to(theta.dtype) * 2 - 1
+        samples.append(float(v @ _hessian_vector(f, theta, v)))
+    s = np.array(samples)
+    return float(s.mean()), float(s.std(ddof=1) / np.sqrt(probes)) if probes > 1 else float("nan")
+
+
 def line_losses(start, end, x: torch.Tensor, y: torch.Tensor, *, alphas) -> dict:
     """Loss and accuracy (A,) of the parameters (1 - alpha) theta_start + alpha theta_end, per alpha."""
     t0, t1 = flat_params(start), flat_params(end)
@@ -131,17 +168,33 @@ def rescale_hidden(model, c: float, *, first: str = "fc1", second: str = "fc2"):
     return out
 
 
+def balance_layers(model, *, first: str = "fc1", second: str = "fc2"):
+    """The rescale_hidden copy of `model` whose layer `first` (weight and bias) and `second`'s weight have equal norms."""
+    a = torch.cat([getattr(model, first).weight.detach().flatten(), getattr(model, first).bias.detach()]).norm()
+    b = getattr(model, second).weight.detach().norm()
+    return rescale_hidden(model, float((b / a).sqrt()), first=first, second=second)
+
+
 def sharpness(model, x: torch.Tensor, y: torch.Tensor, *, rho: float, radius: float, draws: int = 20,
-              iters: int = 20, seed: int = 0) -> dict:
-    """Training loss, weight norm, top Hessian eigenvalue and mean loss rises (relative rho, absolute radius)."""
+              iters: int = 20, probes: int = 20, seed: int = 0) -> dict:
+    """Training loss, weight norm, top Hessian eigenvalue, Hessian trace (Hutchinson) and mean loss rises.
+
+    Rises: global relative radius rho * ||theta||, absolute `radius`, and per tensor (rho * ||theta_t||).
+    `probes` = 0 leaves out the trace.
+    """
+    checks.nonnegative_int("probes", probes)
     f = loss_function(model, x, y)
     with torch.no_grad():
         loss = float(f(flat_params(model)))
     rel = perturbed_loss_rise(model, x, y, radius=rho, relative=True, draws=draws, seed=seed)
     ab = perturbed_loss_rise(model, x, y, radius=radius, relative=False, draws=draws, seed=seed)
-    return {"train loss": loss, "weight norm": weight_norm(model),
-            "top eigenvalue": top_eigenvalue(model, x, y, iters=iters, seed=seed),
-            "rise, relative": float(rel.mean()), "rise, absolute": float(ab.mean())}
+    per = tensorwise_loss_rise(model, x, y, rho=rho, draws=draws, seed=seed)
+    out = {"train loss": loss, "weight norm": weight_norm(model),
+           "top eigenvalue": top_eigenvalue(model, x, y, iters=iters, seed=seed)}
+    if probes:
+        out["Hessian trace"] = hessian_trace(model, x, y, probes=probes, seed=seed)[0]
+    return out | {"rise, relative": float(rel.mean()), "rise, absolute": float(ab.mean()),
+                  "rise, per tensor": float(per.mean())}
 
 
 def weight_norm(model) -> float:

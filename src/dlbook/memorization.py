@@ -16,9 +16,16 @@ from torch import nn
 
 from . import checks
 from .runtime import seeded, torch_generator
-from .sweep import fit_stacked, stacked_forward
+from .sweep import fit_stacked, stacked_forward, stacked_outputs
 
 N_CLASSES = 10
+
+
+def _relabelling(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows (k,) that corrupt_labels re-labels and the permutation (k,) it applies among them."""
+    g = torch_generator(seed)
+    rows = torch.randperm(n, generator=g)[:round(fraction * n)]
+    return rows, torch.randperm(len(rows), generator=g)
 
 
 def corrupt_labels(y: torch.Tensor, *, fraction: float, seed: int) -> torch.Tensor:
@@ -29,11 +36,19 @@ def corrupt_labels(y: torch.Tensor, *, fraction: float, seed: int) -> torch.Tens
     """
     checks.tensor("y", y, ndim=1, dtype=torch.int64)
     fraction = checks.real("fraction", fraction, low=0.0, high=1.0)
-    g = torch_generator(seed)
-    rows = torch.randperm(len(y), generator=g)[:round(fraction * len(y))]
+    rows, perm = _relabelling(len(y), fraction, checks.seed(seed))
     out = y.clone()
-    out[rows] = y[rows[torch.randperm(len(rows), generator=g)]]
+    out[rows] = y[rows[perm]]
     return out
+
+
+def clean_rows(n: int, *, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices (n - round(fraction n),) of the rows that corrupt_labels leaves untouched."""
+    checks.positive_int("n", n)
+    fraction = checks.real("fraction", fraction, low=0.0, high=1.0)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[_relabelling(n, fraction, checks.seed(seed))[0]] = False
+    return keep.nonzero().flatten()
 
 
 def shuffle_pixels(x: torch.Tensor, *, seed: int) -> torch.Tensor:
@@ -43,24 +58,34 @@ def shuffle_pixels(x: torch.Tensor, *, seed: int) -> torch.Tensor:
     return x.flatten(-2)[..., perm].view_as(x)
 
 
-def make_task(x, y, x_val, y_val, *, labels: float = 0.0, pixels: bool = False, seed: int):
+def make_task(x, y, x_val, y_val, *, labels: float = 0.0, pixels: bool = False, clean_only: bool = False,
+              seed: int):
     """(x, y, x_val, y_val) of one randomized task: a `labels` fraction of training labels shuffled
     (corrupt_labels), and with `pixels` one pixel permutation applied to training and validation images.
 
-    Validation labels are never changed: validation accuracy measures what was learned about digits.
+    With `clean_only` the task is the control: only the training rows that the same `labels`
+    corruption would leave untouched, with their true labels. Validation labels are never
+    changed: validation accuracy measures what was learned about digits.
     """
     checks.boolean("pixels", pixels)
+    checks.boolean("clean_only", clean_only)
     if pixels:
         x, x_val = shuffle_pixels(x, seed=seed), shuffle_pixels(x_val, seed=seed)
+    if clean_only:
+        keep = clean_rows(len(y), fraction=labels, seed=seed)
+        return x[keep], y[keep], x_val, y_val
     return x, corrupt_labels(y, fraction=labels, seed=seed), x_val, y_val
 
 
-def train_tasks(make_model, tasks: dict, data, *, seeds, cfg, device, target: float | None = None) -> dict:
+def train_tasks(make_model, tasks: dict, data, *, seeds, cfg, device, target: float | None = None,
+                val_every: int | None = None) -> dict:
     """One model make_model(seed=s) per (task, seed), all trained in one fit_stacked run.
 
     tasks: {name: make_task keywords}; data: (x, y, x_val, y_val). Returns the history (rows in
     task-major order), the trained models, each row's task and seed, the stacked data, and with
     `target` the LossSnapshot of each model's parameters when its training loss first fell to it.
+    With `val_every` (a multiple of cfg.eval_every) the validation split is evaluated only every
+    that many steps and after the last: history "val_step" (V,), "val_loss" and "val_acc" (K, V).
     """
     rows = [(name, checks.seed(s)) for name in tasks for s in seeds]
     if not rows:
@@ -68,12 +93,39 @@ def train_tasks(make_model, tasks: dict, data, *, seeds, cfg, device, target: fl
     parts = [make_task(*data, **tasks[name], seed=s) for name, s in rows]
     x, y, x_val, y_val = (torch.stack(p) for p in zip(*parts))
     models = [make_model(seed=s) for _, s in rows]
-    snap = None if target is None else LossSnapshot(stacked_forward(models[0], train=False), x.to(device),
-                                                    y.to(device), target=target)
-    hist = fit_stacked(models, x, y, cfg=cfg, seeds=[s for _, s in rows], device=device,
-                       x_val=x_val, y_val=y_val, record=snap)
+    fwd = stacked_forward(models[0], train=False)
+    snap = None if target is None else LossSnapshot(fwd, x.to(device), y.to(device), target=target)
+    record, val = snap, dict(x_val=x_val, y_val=y_val)
+    if val_every is not None:
+        checks.positive_int("val_every", val_every)
+        if cfg.eval_every == 0 or val_every % cfg.eval_every:
+            raise ValueError(f"val_every must be a multiple of cfg.eval_every = {cfg.eval_every}, got {val_every}")
+        val_steps = [s for s in cfg.eval_steps() if s % val_every == 0 or s == cfg.steps]
+        record = _SparseValidation(fwd, x_val.to(device), y_val.to(device), cfg.eval_steps(), val_steps, snap)
+        val = {}
+    hist = fit_stacked(models, x, y, cfg=cfg, seeds=[s for _, s in rows], device=device, record=record, **val)
+    if val_every is not None:
+        hist["val_step"] = np.array(val_steps)
     return {"hist": hist, "models": models, "task": [n for n, _ in rows], "seed": [s for _, s in rows],
             "data": (x, y, x_val, y_val), "snapshot": snap}
+
+
+class _SparseValidation:
+    """A fit_stacked `record`: validation loss and accuracy at `val_steps` only, plus an optional snapshot."""
+
+    def __init__(self, forward, x_val, y_val, eval_steps, val_steps, snap):
+        self.forward, self.x, self.y, self.snap = forward, x_val, y_val, snap
+        self.eval_steps, self.val_steps, self.calls = list(eval_steps), set(val_steps), 0
+
+    def __call__(self, params: dict) -> dict:
+        step, self.calls = self.eval_steps[self.calls], self.calls + 1
+        out = {} if self.snap is None else self.snap(params)
+        if step in self.val_steps:
+            logits = stacked_outputs(self.forward, params, {}, self.x)
+            loss = F.cross_entropy(logits.flatten(0, 1), self.y.flatten(), reduction="none")
+            out["val_loss"] = loss.view(self.y.shape).mean(1)
+            out["val_acc"] = (logits.argmax(-1) == self.y).double().mean(1)
+        return out
 
 
 class MLP(nn.Module):
@@ -146,7 +198,8 @@ class LossSnapshot:
 
     `forward` is sweep.stacked_forward(model, train=False); x (K, N, ...) and y (K, N) the training
     data. After training, `params[k]` is model k's {name: tensor} (None if never reached) and
-    `step_loss[k]` its training loss there.
+    `step_loss[k]` its training loss there. Models past the target are not evaluated again
+    (their recorded "snapshot_loss" is nan from then on).
     """
 
     def __init__(self, forward, x: torch.Tensor, y: torch.Tensor, *, target: float):
@@ -156,11 +209,15 @@ class LossSnapshot:
         self.step_loss = [float("nan")] * x.shape[0]
 
     def __call__(self, params: dict) -> dict:
-        logits = self.forward(params, {}, self.x)
-        loss = F.cross_entropy(logits.flatten(0, 1), self.y.flatten(), reduction="none")
-        loss = loss.view(self.y.shape).mean(1)
-        for k in range(len(self.params)):
-            if self.params[k] is None and loss[k] <= self.target:
+        todo = [k for k, p in enumerate(self.params) if p is None]  # only models still above the target
+        loss = torch.full((len(self.params),), float("nan"))
+        if todo:
+            idx = torch.tensor(todo, device=self.x.device)
+            logits = self.forward({n: p[idx] for n, p in params.items()}, {}, self.x[idx])
+            part = F.cross_entropy(logits.flatten(0, 1), self.y[idx].flatten(), reduction="none")
+            loss[todo] = part.view(len(todo), -1).mean(1).cpu()
+        for k in todo:
+            if loss[k] <= self.target:
                 self.params[k] = {n: p[k].detach().clone() for n, p in params.items()}
                 self.step_loss[k] = float(loss[k])
         return {"snapshot_loss": loss}
