@@ -283,13 +283,18 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+# one topic split over two files to keep each under 300 lines: the second may import the first
+SAME_TOPIC = {"dropout_cnn": {"dropout_mnist"}}
+
+
 def test_core_imports_no_topic_module_and_topics_import_only_the_core():
     modules = {p.stem: _imports(p) for p in SRC.glob("*.py")}
     for name, deps in modules.items():
         if name in CORE:
             assert deps <= CORE, f"core module {name} imports topic modules {deps - CORE}"
         else:
-            assert deps <= CORE, f"topic module {name} imports other topic modules {deps - CORE}"
+            allowed = CORE | SAME_TOPIC.get(name, set())
+            assert deps <= allowed, f"topic module {name} imports other topic modules {deps - allowed}"
 
 
 def test_record_adds_per_evaluation_values_in_fit_and_fit_stacked():

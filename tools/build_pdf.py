@@ -94,6 +94,13 @@ def main(argv=None) -> None:
     out = root / "_build" / "latex"
     t0 = time.perf_counter()
     sphinx_latex(root, out)
+    # MyST-NB's cache mode writes each chapter's notebook, without outputs, to jupyter_execute/
+    # for every builder: merge the cached outputs in again, as the site build does, or the
+    # executed notebooks (read by the tests and downloaded by readers) lose them
+    sys.path.insert(0, str(Path(__file__).parent))
+    import build_book
+
+    build_book.publish_executed_notebooks(root)
     t1 = time.perf_counter()
     pdf = latexmk(out)
     t2 = time.perf_counter()

@@ -42,8 +42,10 @@ def pins(root: Path = REPO) -> list[str]:
 
 
 def clean_env() -> dict:
-    """The environment of a fresh kernel: no PYTHONPATH to this checkout, no virtualenv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    """The environment of a fresh kernel: no PYTHONPATH to this checkout, no virtualenv, and no
+    book-build glue mode (a Sphinx build earlier in the same process sets DLBOOK_BOOK_BUILD)."""
+    drop = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "DLBOOK_BOOK_BUILD")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(KERNEL_ENV)
     return env
 
