@@ -104,3 +104,11 @@ def test_plain_text_formats_as_the_page_prints(text, spec, expected):
     assert gluing.plain_text(text, spec) == expected
     if spec not in ("", "s"):
         assert gluing.plain_text(text, spec) == format_plain_text(text, spec)
+
+
+def test_table_separates_large_integers_in_mixed_columns_too():
+    """A column of counts and "-" is object-typed: its large integers still get separators, small
+    ones (years) and strings stay as they are."""
+    df = gluing.table([{"n": 143667240, "year": 2012}, {"n": "-", "year": 2015}, {"n": 9192, "year": 2016}])
+    assert df["n"].tolist() == ["143,667,240", "-", 9192]
+    assert df["year"].tolist() == [2012, 2015, 2016]

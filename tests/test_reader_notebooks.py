@@ -14,11 +14,11 @@
 3. Outside the repository, as Colab runs them: a fresh virtual environment (tools/reader_env.py,
    cached under _build/) gets only `pip install` of the package (no [book] extra); its dependency
    tree holds no Sphinx, myst-nb or jupyter-book; reader notebooks execute top to bottom there, in
-   a working folder outside the repository: the two fastest chapters (by the build's execution
-   times), every chapter with DLBOOK_READER_NOTEBOOKS=all, or a comma list of chapter stems.
-   Every chapter's code runs in that environment in `make test` anyway: strict nbval re-executes
-   each published notebook (the same code cells, checked above) in its `dlbook-reader` kernel.
-   The executed reader notebooks are checked like the book: no MyST in any cell or output, and
+   a working folder outside the repository: every chapter with DLBOOK_READER_NOTEBOOKS=all (as
+   `make test` and CI run them), a comma list of chapter stems, or else the two fastest
+   chapters (by the build's execution times).
+   Strict nbval then re-executes each published notebook (the same code cells, checked above)
+   in that environment's `dlbook-reader` kernel and compares the text outputs. The executed reader notebooks are checked like the book: no MyST in any cell or output, and
    the site's count of figures and tables.
 4. Colab's pins: the package installs into a venv where Colab's IPython 7.34 is already
    present without upgrading it, and a reader notebook runs there
@@ -599,11 +599,12 @@ def test_the_declared_dependencies_hold_no_build_tools():
 
 
 def run_subset(docs: list[str]) -> list[str]:
-    """Every chapter with DLBOOK_READER_NOTEBOOKS=all; else a chosen or the fastest two."""
+    """Every chapter with DLBOOK_READER_NOTEBOOKS=all (`make test`); a comma list of stems; else
+    (unset, or `fast`) the fastest two."""
     choice = os.environ.get("DLBOOK_READER_NOTEBOOKS", "")
     if choice == "all":
         return docs
-    if choice:
+    if choice and choice != "fast":
         wanted = set(choice.split(","))
         return [d for d in docs if Path(d).name in wanted or d in wanted]
     seconds = {}

@@ -25,7 +25,7 @@ def image_grid(rows: list, *, titles: list[str], figsize=(8, 5), suptitle: str |
                           vmin=0, vmax=1)
             else:
                 ax.set_visible(False)
-        axes[r, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center")
     if suptitle:
         fig.suptitle(suptitle)
     return fig
@@ -41,24 +41,25 @@ def kernel_grid(rows: list, *, titles: list[str], suptitle: str):
             ax.imshow(k[0], cmap="RdBu_r", vmin=-lim, vmax=lim)
         for ax in axes[r]:
             ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
-        axes[r, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center")
     fig.suptitle(suptitle)
     return fig
 
 
 def confusion_plot(ax, counts: torch.Tensor, classes, *, title: str):
-    """Row-normalised confusion matrix (true class per row) with the rates written in the cells."""
+    """Row-normalised confusion matrix (true class per row) with the rates written in the cells,
+    in percent (three characters at most fit a cell at the book's 10-pt minimum)."""
     rate = (counts.double() / counts.sum(1, keepdim=True).clamp(min=1)).numpy()
     ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
     for (r, c), v in np.ndenumerate(rate):
-        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
+        ax.text(c, r, f"{100 * v:.0f}", ha="center", va="center",
                 color="white" if v > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=30, fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(classes)), classes)
     ax.grid(False)
-    ax.set_xlabel("predicted class")
+    ax.set_xlabel("predicted class (% of the true class)")
     ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title)
     return rate
 
 

@@ -148,6 +148,8 @@ def table(rows: list[dict], *, floatfmt: str = "{:.4g}", index: str | None = Non
             df[col] = df[col].map(floatfmt.format)
         elif df[col].dtype.kind in "iu" and (df[col].abs() >= 10_000).any():
             df[col] = df[col].map("{:,}".format)
+        elif df[col].dtype.kind == "O":  # mixed, e.g. counts and "-": each large int separated
+            df[col] = df[col].map(lambda v: f"{v:,}" if type(v) is int and abs(v) >= 10_000 else v)
     return df
 
 

@@ -111,6 +111,29 @@ def min_font_px(fig) -> float:
     return min(sizes, default=MIN_FONT_PT) * fig.dpi / 72
 
 
+def fit_tight_box(fig, *, tries: int = 4) -> None:
+    """Narrow `fig` until its tight box (what `png` saves: a legend placed outside the axes
+    included) is at most MAX_WIDTH inches wide; the page would otherwise shrink it, text too.
+    Text that is itself wider than the column (a long title) does not narrow with the figure:
+    the figure is then left as it was (tests/test_site.py reports its small text)."""
+    pad = mpl.rcParams["savefig.pad_inches"]  # bbox_inches="tight" adds it on both sides
+    size = fig.get_size_inches().copy()
+    last = step = None
+    for _ in range(tries):
+        fig.draw_without_rendering()  # tick labels and the layout exist only once drawn
+        excess = fig.get_tightbbox().width + 2 * pad - MAX_WIDTH
+        if excess <= 0.01:
+            return
+        if last is not None and last - excess < 0.5 * step:
+            break  # narrowing the figure hardly narrows its box
+        last, step = excess, excess + 0.02
+        if fig.get_size_inches()[0] - step < 1.0:
+            break
+        fig.set_size_inches(fig.get_size_inches()[0] - step, size[1])
+    fig.set_size_inches(size)
+    fig.draw_without_rendering()
+
+
 def png(fig) -> bytes:
     """The figure as IPython's inline backend draws it (tight box, the figure's dpi), with its
     smallest text size in the PNG's metadata (`dlbook:min-font-px`, read by tests/test_site.py)."""
@@ -118,7 +141,7 @@ def png(fig) -> bytes:
 
     if not fig.axes and not fig.texts:
         return None  # an empty figure shows nothing, as in IPython
-    fig.draw_without_rendering()  # tick labels exist only once the figure is drawn
+    fit_tight_box(fig)
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight",
                 metadata={"dlbook:min-font-px": f"{min_font_px(fig):.2f}"})
