@@ -264,3 +264,16 @@ def test_twenty_power_iterations_agree_with_lanczos_on_trained_networks():
 def test_lanczos_check_fails_with_too_few_iterations():
     with pytest.raises(AssertionError):
         _check_power_against_lanczos(1)
+
+
+def test_reverse_over_reverse_hvp_equals_forward_over_reverse():
+    model = M.make_mlp(seed=3, inputs=16, hidden=8)
+    x = torch.randn(40, 1, 4, 4, generator=torch_generator(0))
+    y = torch.randint(10, (40,), generator=torch_generator(1))
+    f, theta = Fl.loss_function(model, x, y), Fl.flat_params(model)
+    v = torch.randn(theta.shape, generator=torch_generator(2))
+    fast, ref = Fl._hessian_vector(f, theta, v), Fl._hessian_vector_fwd(f, theta, v)
+    assert not fast.requires_grad
+    assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # also under no_grad, as the chapter's callers may be
+        assert torch.allclose(Fl._hessian_vector(f, theta, v), ref, rtol=1e-4, atol=1e-6)

@@ -1,5 +1,8 @@
 """Chapter 14: grouped convolutions, AlexNet's parameters, plain vs residual nets, gradient norms, the degradation claim."""
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +146,44 @@ def test_scaled_cfg_scales_steps_milestones_and_grid_and_keeps_the_rest():
     assert cfg.schedule.factor(cfg.steps) < 1.0
     with pytest.raises(ValueError, match="factor"):
         R.scaled_cfg(cfg, 0)
+
+
+@pytest.mark.parametrize("kw", [dict(blocks=(1, 1, 1), widths=(4, 8, 16), shortcut="none"),
+                                dict(blocks=(2, 1, 1), widths=(4, 8, 16), shortcut="A"),
+                                dict(blocks=(1, 1), widths=(4, 8), shortcut="B", in_channels=3, stem="imagenet")])
+def test_stacked_forward_matches_each_nets_forward_and_its_gradient(kw):
+    torch.manual_seed(0)
+    nets = [R.Net(**kw) for _ in range(3)]
+    for m in nets:  # non-trivial batch-norm affine parameters
+        for bn in (b for b in m.modules() if isinstance(b, nn.BatchNorm2d)):
+            nn.init.uniform_(bn.weight, 0.5, 1.5)
+            nn.init.uniform_(bn.bias, -0.5, 0.5)
+    c = kw.get("in_channels", 1)
+    x = torch.randn(3, 5, c, 16, 16)
+    params = {n: torch.stack([dict(m.named_parameters())[n] for m in nets]).detach().requires_grad_()
+              for n, _ in nets[0].named_parameters()}
+    out = nets[0].stacked_forward(params, x)
+    out.square().sum().backward()
+    for k, m in enumerate(nets):
+        ref = m(x[k])
+        assert torch.allclose(out[k], ref, atol=1e-5)
+        ref.square().sum().backward()
+        for n, p in m.named_parameters():
+            assert torch.allclose(params[n].grad[k], p.grad, atol=1e-4), n
+
+
+def test_stacked_forward_refuses_running_statistics():
+    net = R.Net(blocks=(1,), widths=(4,), track_stats=True)
+    params = {n: p.unsqueeze(0) for n, p in net.named_parameters()}
+    with pytest.raises(ValueError, match="track_stats"):
+        net.stacked_forward(params, torch.randn(1, 2, 1, 8, 8))
+
+
+def test_train_nets_stacked_equals_vmap_of_the_module(monkeypatch):
+    x, y = torch.randn(40, 1, 14, 14), torch.randint(10, (40,))
+    cfg = replace(R.DEGRADATION_CFG, steps=12, eval_every=4, schedule=R.Schedule(kind="step", milestones=(8,)))
+    fast = R.train_nets(depth=8, residual=True, seeds=[0, 1], x=x, y=y, cfg=cfg)
+    monkeypatch.delattr(R.Net, "stacked_forward")
+    slow = R.train_nets(depth=8, residual=True, seeds=[0, 1], x=x, y=y, cfg=cfg)
+    for key in ("train_loss", "train_acc"):
+        assert np.allclose(fast[key], slow[key], atol=1e-4), key

@@ -101,7 +101,8 @@ def train_tasks(make_model, tasks: dict, data, *, seeds, cfg, device, target: fl
         if cfg.eval_every == 0 or val_every % cfg.eval_every:
             raise ValueError(f"val_every must be a multiple of cfg.eval_every = {cfg.eval_every}, got {val_every}")
         val_steps = [s for s in cfg.eval_steps() if s % val_every == 0 or s == cfg.steps]
-        record = _SparseValidation(fwd, x_val.to(device), y_val.to(device), cfg.eval_steps(), val_steps, snap)
+        record = _SparseValidation(fwd, x_val.to(device), y_val.to(device), cfg.eval_steps(), val_steps, snap,
+                                   chunk=getattr(models[0], "stacked_chunk", None))
         val = {}
     hist = fit_stacked(models, x, y, cfg=cfg, seeds=[s for _, s in rows], device=device, record=record, **val)
     if val_every is not None:
@@ -113,15 +114,17 @@ def train_tasks(make_model, tasks: dict, data, *, seeds, cfg, device, target: fl
 class _SparseValidation:
     """A fit_stacked `record`: validation loss and accuracy at `val_steps` only, plus an optional snapshot."""
 
-    def __init__(self, forward, x_val, y_val, eval_steps, val_steps, snap):
-        self.forward, self.x, self.y, self.snap = forward, x_val, y_val, snap
+    takes_train_loss = True  # passed on to the snapshot
+
+    def __init__(self, forward, x_val, y_val, eval_steps, val_steps, snap, *, chunk=None):
+        self.forward, self.x, self.y, self.snap, self.chunk = forward, x_val, y_val, snap, chunk
         self.eval_steps, self.val_steps, self.calls = list(eval_steps), set(val_steps), 0
 
-    def __call__(self, params: dict) -> dict:
+    def __call__(self, params: dict, train_loss=None) -> dict:
         step, self.calls = self.eval_steps[self.calls], self.calls + 1
-        out = {} if self.snap is None else self.snap(params)
+        out = {} if self.snap is None else self.snap(params, train_loss=train_loss)
         if step in self.val_steps:
-            logits = stacked_outputs(self.forward, params, {}, self.x)
+            logits = stacked_outputs(self.forward, params, {}, self.x, chunk=self.chunk)
             loss = F.cross_entropy(logits.flatten(0, 1), self.y.flatten(), reduction="none")
             out["val_loss"] = loss.view(self.y.shape).mean(1)
             out["val_acc"] = (logits.argmax(-1) == self.y).double().mean(1)
@@ -130,6 +133,8 @@ class _SparseValidation:
 
 class MLP(nn.Module):
     """flatten -> linear(d -> hidden) -> ReLU -> [dropout] -> linear(hidden -> 10); (N, 1, H, W) -> (N, 10)."""
+
+    stacked_chunk = 2048  # evaluation rows per stacked call: whole splits (see sweep.stacked_outputs)
 
     def __init__(self, *, inputs: int = 784, hidden: int = 128, dropout: float = 0.0):
         super().__init__()
@@ -199,8 +204,12 @@ class LossSnapshot:
     `forward` is sweep.stacked_forward(model, train=False); x (K, N, ...) and y (K, N) the training
     data. After training, `params[k]` is model k's {name: tensor} (None if never reached) and
     `step_loss[k]` its training loss there. Models past the target are not evaluated again
-    (their recorded "snapshot_loss" is nan from then on).
+    (their recorded "snapshot_loss" is nan from then on). fit_stacked passes it the training
+    losses it has just evaluated (cfg.loss: cross-entropy for the chapter's runs), which are then
+    not computed again; called without them, it evaluates the models itself.
     """
+
+    takes_train_loss = True
 
     def __init__(self, forward, x: torch.Tensor, y: torch.Tensor, *, target: float):
         self.forward, self.x, self.y = forward, x, y
@@ -208,10 +217,12 @@ class LossSnapshot:
         self.params = [None] * x.shape[0]
         self.step_loss = [float("nan")] * x.shape[0]
 
-    def __call__(self, params: dict) -> dict:
+    def __call__(self, params: dict, train_loss: torch.Tensor | None = None) -> dict:
         todo = [k for k, p in enumerate(self.params) if p is None]  # only models still above the target
         loss = torch.full((len(self.params),), float("nan"))
-        if todo:
+        if todo and train_loss is not None:
+            loss[todo] = train_loss.float().cpu()[todo]
+        elif todo:
             idx = torch.tensor(todo, device=self.x.device)
             logits = self.forward({n: p[idx] for n, p in params.items()}, {}, self.x[idx])
             part = F.cross_entropy(logits.flatten(0, 1), self.y[idx].flatten(), reduction="none")

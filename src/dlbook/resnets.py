@@ -184,6 +184,59 @@ class Net(nn.Module):
     def forward(self, x):
         return self.fc(self.features(x).mean((2, 3)))
 
+    def stacked_forward(self, params: dict, x: torch.Tensor) -> torch.Tensor:
+        """Logits (K, B, classes) of K copies with stacked params on their own images x (K, B, C, H, W).
+
+        The K models' channels side by side, (B, K * C, H, W) in channels-last layout: each
+        convolution is one grouped convolution (groups = K), each batch norm one F.batch_norm
+        over the K * C channels (batch statistics, per model and channel). About 1.7x faster on a
+        CPU than vmap of the module for chapter 14's networks; tested equal to each model's forward.
+        """
+        if any(isinstance(m, nn.BatchNorm2d) and m.track_running_stats for m in self.modules()):
+            raise ValueError("stacked_forward uses batch statistics: build the Net with track_stats=False")
+        k, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, k * x.shape[2], *x.shape[3:]).contiguous(memory_format=torch.channels_last)
+
+        def conv(name, m, h):
+            w = params[name + ".weight"]
+            return F.conv2d(h, w.reshape(-1, *w.shape[2:]), None, stride=m.stride, padding=m.padding, groups=k)
+
+        def bn(name, m, h):
+            return F.batch_norm(h, None, None, params[name + ".weight"].reshape(-1),
+                                params[name + ".bias"].reshape(-1), True, 0.0, m.eps)
+
+        def layer(name, m, h):
+            if isinstance(m, nn.Conv2d):
+                return conv(name, m, h)
+            if isinstance(m, nn.BatchNorm2d):
+                return bn(name, m, h)
+            if isinstance(m, nn.ReLU):
+                return F.relu(h)
+            if isinstance(m, nn.MaxPool2d):
+                return F.max_pool2d(h, m.kernel_size, m.stride, m.padding)
+            if isinstance(m, nn.Sequential):
+                for i, sub in enumerate(m):
+                    h = layer(f"{name}.{i}", sub, h)
+                return h
+            if not isinstance(m, Block):
+                raise TypeError(f"stacked_forward: no stacked version of {type(m).__name__}")
+            out = F.relu(bn(name + ".bn1", m.bn1, conv(name + ".conv1", m.conv1, h)))
+            out = bn(name + ".bn2", m.bn2, conv(name + ".conv2", m.conv2, out))
+            if m.shortcut == "none":
+                return F.relu(out)
+            if hasattr(m, "proj"):
+                skip = layer(name + ".proj", m.proj, h)
+            else:  # option A, per model: subsample, then pad its new channels with zeros
+                skip = h[:, :, ::m.stride, ::m.stride] if m.stride > 1 else h
+                if m.extra:
+                    skip = F.pad(skip.reshape(b, k, -1, *skip.shape[2:]), (0, 0, 0, 0, 0, m.extra))
+                    skip = skip.reshape(b, -1, *skip.shape[3:])
+            return F.relu(out + skip)
+
+        h = layer("features", self.features, h)
+        feat = h.mean((2, 3)).view(b, k, -1).transpose(0, 1)  # (K, B, C)
+        return torch.baddbmm(params["fc.bias"].unsqueeze(1), feat, params["fc.weight"].transpose(1, 2))
+
 
 def cifar_net(*, depth: int, residual: bool, seed: int, widths=(8, 16, 32), in_channels: int = 1,
               num_classes: int = 10) -> Net:
