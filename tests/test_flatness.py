@@ -167,7 +167,7 @@ def test_sharpness_controls_at_small_scale():
     res = {}
     for k, name in enumerate(run["task"]):
         m = M.load_params(M.make_mlp(seed=0), run["snapshot"].params[k])
-        r = {"loss": float(F.cross_entropy(m(x[k]), y[k])),
+        r = {"loss": F.cross_entropy(m(x[k]), y[k]).detach().item(),
              "tensor": Fl.tensorwise_loss_rise(m, x[k], y[k], rho=0.2, draws=10).mean(),
              "eig": Fl.top_eigenvalue(m, x[k], y[k]),
              "eig quarter": Fl.top_eigenvalue(Fl.rescale_hidden(m, 0.25), x[k], y[k])}
